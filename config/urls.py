@@ -1,0 +1,34 @@
+"""Root URLs. Every API route lives under /api/v1/ and is owned by its app's urls.py."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from config.errors import not_found
+from health.views import HealthView, RootView
+
+api_v1 = [
+    path("", include("health.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("", include("accounts.urls")),
+    path("", include("tenants.urls")),
+    path("", include("tasks.urls")),
+    path("", include("documents.urls")),
+    path("", include("chat.urls")),
+]
+
+urlpatterns = [
+    path("", RootView.as_view(), name="root"),
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("api/v1/", include(api_v1)),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+    # Anything else is a 404 in the envelope, with DEBUG on too (Django's debug page is HTML).
+    re_path(r"^(?!static/|media/).*$", not_found),
+]
+
+handler400 = "config.errors.handler400"
+handler403 = "config.errors.handler403"
+handler404 = "config.errors.handler404"
+handler500 = "config.errors.handler500"
