@@ -17,8 +17,15 @@ class EmailTenantBackend(ModelBackend):
     Without a tenant only operators (staff users without a tenant) can sign in: that is the admin.
     """
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
-                     tenant: Tenant | None = None, email: str | None = None, **kwargs: Any) -> User | None:
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        tenant: Tenant | None = None,
+        email: str | None = None,
+        **kwargs: Any,
+    ) -> User | None:
         email = (email or username or "").strip().lower()
         if not email or password is None:
             return None

@@ -23,7 +23,9 @@ class UserQuerySet(TenantOwnedQuerySet):
 class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
     use_in_migrations = True
 
-    def create_user(self, email: str, password: str | None = None, *, tenant: Tenant | None = None, **extra: Any) -> User:
+    def create_user(
+        self, email: str, password: str | None = None, *, tenant: Tenant | None = None, **extra: Any
+    ) -> User:
         if not email:
             raise ValueError("An e-mail address is required.")
         user = self.model(email=self.normalize_email(email).lower(), tenant=tenant, **extra)
@@ -33,6 +35,10 @@ class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[
             user.set_unusable_password()
         user.save(using=self._db)
         return user
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        """The operator (tenant-less user) with this e-mail: natural keys are only unique among operators."""
+        return self.get(email=(username or "").strip().lower(), tenant__isnull=True)
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
         """An operator: staff, superuser, no tenant."""
@@ -69,7 +75,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         ordering = ["email"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "email"], name="accounts_user_unique_tenant_email"),
-            models.UniqueConstraint(fields=["email"], condition=Q(tenant__isnull=True), name="accounts_user_unique_operator_email"),
+            models.UniqueConstraint(
+                fields=["email"], condition=Q(tenant__isnull=True), name="accounts_user_unique_operator_email"
+            ),
         ]
 
     def __str__(self) -> str:

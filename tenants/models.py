@@ -67,7 +67,9 @@ class UsageRecord(TenantOwnedModel):
         CHAT = "chat", "Chat"
         EMBEDDING = "embedding", "Embedding"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     model = models.CharField(max_length=100, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
@@ -81,6 +83,9 @@ class UsageRecord(TenantOwnedModel):
             models.Index(fields=["tenant", "created_at"], name="tenants_usage_tenant_time"),
             models.Index(fields=["tenant", "user", "created_at"], name="tenants_usage_user_time"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.model} {self.total_tokens} tokens ({self.created_at:%Y-%m-%d %H:%M})"
 
     @property
     def total_tokens(self) -> int:

@@ -1,0 +1,52 @@
+"""E-mails sent through Django's e-mail framework (console in local settings, SMTP in production)."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+
+from accounts.codes import CodePurpose
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+SUBJECTS = {
+    CodePurpose.SIGN_IN: "Your {app} sign-in code",
+    CodePurpose.PASSWORD_RESET: "Your {app} password reset code",
+}
+TEMPLATES = {
+    CodePurpose.SIGN_IN: "accounts/email/sign_in_code.txt",
+    CodePurpose.PASSWORD_RESET: "accounts/email/password_reset_code.txt",
+}
+
+
+def _send(subject: str, body: str, to: str) -> bool:
+    """Send one e-mail; a delivery failure is logged, never shown to the requester (no enumeration)."""
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to], fail_silently=False)
+    except (smtplib.SMTPException, OSError):
+        logger.exception("email_delivery_failed", extra={"subject": subject})
+        return False
+    return True
+
+
+def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpose) -> bool:
+    """E-mail ``code`` to ``email``; returns whether the backend accepted it."""
+    context = {
+        "app_name": settings.APP_NAME,
+        "tenant": tenant,
+        "code": code,
+        "minutes": max(1, settings.AUTH_CODE_TTL_SECONDS // 60),
+    }
+    return _send(SUBJECTS[purpose].format(app=settings.APP_NAME), render_to_string(TEMPLATES[purpose], context), email)
+
+
+def send_invitation_email(*, tenant: Tenant, email: str, role: str, invited_by: str = "") -> bool:
+    """Tell an invited person how to sign in (with an e-mailed code)."""
+    context = {"app_name": settings.APP_NAME, "tenant": tenant, "email": email, "role": role, "invited_by": invited_by}
+    subject = f"You are invited to {tenant.name} on {settings.APP_NAME}"
+    return _send(subject, render_to_string("accounts/email/invitation.txt", context), email)

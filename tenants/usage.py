@@ -1,0 +1,250 @@
+"""The usage ledger: every chat answer and embedding call, and the quotas checked against it.
+
+Quotas are daily token budgets (prompt + completion + embedding tokens, UTC calendar day) per tenant
+(tenant setting ``daily_token_quota``, default ``DEFAULT_TENANT_DAILY_TOKEN_QUOTA``) and per user
+(``user_daily_token_quota``, default ``DEFAULT_USER_DAILY_TOKEN_QUOTA``); ``0`` means unlimited.
+
+A chat answer *reserves* its estimate before the model is called (:func:`usage_reserve`: the
+prompt counted with tiktoken plus the answer budget) and the reservation is *reconciled* with the
+real counts the provider reported afterwards (:func:`usage_reconcile`). Reservations are ledger rows,
+taken under a per-tenant advisory lock, so concurrent questions see each other and cannot overrun the
+quota together; a reservation whose answer never finished stays at its (conservative) estimate.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from config.errors import QuotaExceeded
+from tenants.models import Tenant, UsageRecord
+
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "embedding_tokens")
+
+
+def usage_record(
+    *,
+    tenant: Tenant,
+    user: Any | None,
+    kind: str,
+    model: str,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    embedding_tokens: int = 0,
+) -> UsageRecord:
+    """Write one metered call to the ledger."""
+    return UsageRecord.objects.create(
+        tenant=tenant,
+        user=user if getattr(user, "pk", None) else None,
+        kind=kind,
+        model=model,
+        prompt_tokens=max(0, int(prompt_tokens)),
+        completion_tokens=max(0, int(completion_tokens)),
+        embedding_tokens=max(0, int(embedding_tokens)),
+    )
+
+
+# --- quotas ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One daily budget and how much of it is used."""
+
+    scope: str  # "tenant" | "user"
+    limit: int  # 0: unlimited
+    used: int
+    resets_at: datetime
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit <= 0
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.unlimited else max(0, self.limit - self.used)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "limit": None if self.unlimited else self.limit,
+            "used": self.used,
+            "remaining": self.remaining,
+            "resets_at": self.resets_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+def day_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The current quota day: [00:00 UTC today, 00:00 UTC tomorrow)."""
+    now = (now or timezone.now()).astimezone(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def _setting_int(tenant: Tenant, key: str, default: int) -> int:
+    try:
+        return max(0, int(tenant.setting(key, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def tenant_quota_limit(tenant: Tenant) -> int:
+    return _setting_int(tenant, "daily_token_quota", settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA)
+
+
+def user_quota_limit(tenant: Tenant) -> int:
+    return _setting_int(tenant, "user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA)
+
+
+def _tokens_used(queryset: Any) -> int:
+    total = queryset.aggregate(
+        total=Coalesce(Sum("prompt_tokens"), 0)
+        + Coalesce(Sum("completion_tokens"), 0)
+        + Coalesce(Sum("embedding_tokens"), 0)
+    )["total"]
+    return int(total or 0)
+
+
+def quota_status(*, tenant: Tenant, user: Any | None, now: datetime | None = None) -> list[Quota]:
+    """Today's tenant quota and, when ``user`` is given, the user's: limits, used and reset time."""
+    start, end = day_window(now)
+    today = UsageRecord.objects.for_tenant(tenant).filter(created_at__gte=start, created_at__lt=end)
+    quotas = [Quota("tenant", tenant_quota_limit(tenant), _tokens_used(today), end)]
+    if user is not None:
+        quotas.append(Quota("user", user_quota_limit(tenant), _tokens_used(today.filter(user=user)), end))
+    return quotas
+
+
+def _raise_if_over(quotas: list[Quota], needed: int, now: datetime) -> None:
+    for quota in quotas:
+        if quota.unlimited:
+            continue
+        if quota.used + needed > quota.limit:
+            retry_after = max(1, int((quota.resets_at - now).total_seconds()) + 1)
+            who = "Your" if quota.scope == "user" else "Your organisation's"
+            raise QuotaExceeded(
+                f"{who} daily token quota is used up; it resets at {quota.resets_at:%H:%M} UTC.",
+                details={**quota.as_dict(), "needed": needed, "retry_after": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            )
+
+
+def quota_check(*, tenant: Tenant, user: Any | None, needed: int = 1) -> list[Quota]:
+    """Raise :class:`QuotaExceeded` (429, ``Retry-After`` until midnight UTC) unless ``needed`` tokens fit."""
+    now = timezone.now()
+    quotas = quota_status(tenant=tenant, user=user, now=now)
+    _raise_if_over(quotas, needed, now)
+    return quotas
+
+
+def _lock_tenant_usage(tenant: Tenant) -> None:
+    """Serialise reservations of one tenant (transaction-scoped PostgreSQL advisory lock)."""
+    key = zlib.crc32(f"usage:{tenant.pk}".encode()) - 2**31
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+@transaction.atomic
+def usage_reserve(
+    *,
+    tenant: Tenant,
+    user: Any | None,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    kind: str = UsageRecord.Kind.CHAT,
+) -> UsageRecord:
+    """Check the quotas for an estimated call and hold the estimate in the ledger.
+
+    Raises :class:`QuotaExceeded` when ``prompt_tokens + completion_tokens`` do not fit in what is
+    left today for the tenant or the user. Call :func:`usage_reconcile` with the real counts later.
+    """
+    _lock_tenant_usage(tenant)
+    quota_check(tenant=tenant, user=user, needed=max(0, prompt_tokens) + max(0, completion_tokens))
+    return usage_record(
+        tenant=tenant,
+        user=user,
+        kind=kind,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def usage_reconcile(
+    *, record: UsageRecord, prompt_tokens: int, completion_tokens: int, model: str | None = None
+) -> UsageRecord:
+    """Replace a reservation's estimate with what the call really used."""
+    record.prompt_tokens = max(0, int(prompt_tokens))
+    record.completion_tokens = max(0, int(completion_tokens))
+    fields = ["prompt_tokens", "completion_tokens"]
+    if model:
+        record.model = model
+        fields.append("model")
+    UsageRecord.objects.filter(pk=record.pk).update(**{f: getattr(record, f) for f in fields})
+    return record
+
+
+# --- summaries -------------------------------------------------------------------------------
+
+WINDOWS = {"last_24h": timedelta(hours=24), "last_7d": timedelta(days=7)}
+
+
+def _window_aggregates(prefix: str, since: datetime) -> dict[str, Any]:
+    condition = Q(created_at__gte=since)
+    return {
+        **{f"{prefix}__{f}": Coalesce(Sum(f, filter=condition), 0) for f in TOKEN_FIELDS},
+        f"{prefix}__requests": Count("id", filter=condition),
+    }
+
+
+def _window_dict(row: dict[str, Any], prefix: str) -> dict[str, int]:
+    values = {f: int(row.get(f"{prefix}__{f}") or 0) for f in (*TOKEN_FIELDS, "requests")}
+    values["total_tokens"] = sum(values[f] for f in TOKEN_FIELDS)
+    return values
+
+
+def usage_summary(*, tenant: Tenant, user: Any | None = None, now: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Tokens and requests in the last 24 hours and 7 days, for ``user`` or (None) the whole tenant."""
+    now = now or timezone.now()
+    queryset = UsageRecord.objects.for_tenant(tenant).filter(
+        created_at__gte=now - WINDOWS["last_7d"], created_at__lte=now
+    )
+    if user is not None:
+        queryset = queryset.filter(user=user)
+    aggregates: dict[str, Any] = {}
+    for name, span in WINDOWS.items():
+        aggregates.update(_window_aggregates(name, now - span))
+    row = queryset.aggregate(**aggregates)
+    return {name: _window_dict(row, name) for name in WINDOWS}
+
+
+def usage_by_user(*, tenant: Tenant, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The tenant's last-24-hours and last-7-days usage per user (rows without a user under ``None``)."""
+    now = now or timezone.now()
+    aggregates: dict[str, Any] = {}
+    for name, span in WINDOWS.items():
+        aggregates.update(_window_aggregates(name, now - span))
+    rows = (
+        UsageRecord.objects.for_tenant(tenant)
+        .filter(created_at__gte=now - WINDOWS["last_7d"], created_at__lte=now)
+        .values("user_id", "user__email")
+        .annotate(**aggregates)
+        .order_by("user__email")
+    )
+    return [
+        {
+            "user_id": str(row["user_id"]) if row["user_id"] else None,
+            "email": row["user__email"],
+            **{name: _window_dict(row, name) for name in WINDOWS},
+        }
+        for row in rows
+    ]
