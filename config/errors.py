@@ -13,10 +13,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from config.request_id import get_request_id
 
@@ -30,8 +32,14 @@ class DomainError(Exception):
     code: str = "bad_request"
     default_message: str = "The request could not be processed."
 
-    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.message = message or self.default_message
         self.details = details or {}
         self.headers = headers or {}
@@ -89,7 +97,7 @@ class UpstreamError(DomainError):
 
 
 _DRF_CODES: dict[type[Exception], str] = {
-    exceptions.ParseError: "malformed_request",
+    exceptions.ParseError: "validation_error",  # malformed JSON/multipart: a 400 like any invalid input
     exceptions.AuthenticationFailed: "authentication_failed",
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.PermissionDenied: "permission_denied",
@@ -121,11 +129,18 @@ def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> 
     return {"error": {"type": code, "message": message, "details": details or {}, "request_id": get_request_id()}}
 
 
-def error_response(status_code: int, code: str | None = None, message: str | None = None,
-                   details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> JsonResponse:
+def error_response(
+    status_code: int,
+    code: str | None = None,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
     """A plain Django ``JsonResponse`` carrying the envelope (for middleware and Django handlers)."""
     code = code or STATUS_CODES.get(status_code, "error")
-    response = JsonResponse(envelope(code, message or code.replace("_", " ").capitalize() + ".", details), status=status_code)
+    response = JsonResponse(
+        envelope(code, message or code.replace("_", " ").capitalize() + ".", details), status=status_code
+    )
     for key, value in (headers or {}).items():
         response[key] = value
     return response
@@ -147,10 +162,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF ``EXCEPTION_HANDLER``: DRF's own handling, then the envelope."""
     if isinstance(exc, DomainError):
         response = Response(envelope(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
-        from rest_framework.views import set_rollback
-
         set_rollback()
         return response
+    if isinstance(exc, RequestDataTooBig):
+        set_rollback()
+        return Response(envelope("payload_too_large", "The request body is too large."), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -158,11 +174,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        logger.exception("unhandled_exception", exc_info=exc)
+        logger.error("unhandled_exception", exc_info=exc)
+        set_rollback()
         message = f"{type(exc).__name__}: {exc}" if settings.DEBUG else "An internal error occurred."
         return Response(envelope("internal_error", message), status=500)
 
-    code = next((c for klass, c in _DRF_CODES.items() if isinstance(exc, klass)), STATUS_CODES.get(response.status_code, "error"))
+    code = next(
+        (c for klass, c in _DRF_CODES.items() if isinstance(exc, klass)),
+        STATUS_CODES.get(response.status_code, "error"),
+    )
     if isinstance(exc, exceptions.AuthenticationFailed) and getattr(exc, "get_codes", None):
         code = "authentication_failed"
     detail = getattr(exc, "detail", None)
@@ -184,22 +204,29 @@ def ratelimited_view(request: HttpRequest, exception: Exception) -> JsonResponse
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's 400 view (``SuspiciousOperation``: a bad Host header, an oversized body, ...)."""
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(413, "payload_too_large", "The request body is too large.")
     return error_response(400, "bad_request", "Bad request.")
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's 403 view (``PermissionDenied`` raised outside DRF)."""
     return error_response(403, "permission_denied", "You do not have permission to do this.")
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's 404 view (``Http404`` raised outside DRF, unknown URLs)."""
     return error_response(404, "not_found", f"No route matches {request.path}.")
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
+    """Django's 500 view: no internals, whatever the error was (Django logs the traceback)."""
     return error_response(500, "internal_error", "An internal error occurred.")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """``CSRF_FAILURE_VIEW`` (only session-authenticated forms such as the admin can hit it)."""
     return error_response(403, "permission_denied", "CSRF verification failed.")
 
 

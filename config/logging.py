@@ -1,14 +1,74 @@
 """Structured logging: structlog through the standard library, JSON or console rendering.
 
 Every line carries the request id (bound by django-structlog's middleware, and carried into Celery
-tasks by its Celery integration), and the tenant and user once they are known.
+tasks by its Celery integration), and the tenant and user once they are known. The request events
+(``request_started``, ``request_finished``, ``request_failed``) carry method, path, request_id,
+tenant and user; the finish events add status and duration_ms (receivers below, connected in
+:class:`config.apps.ProjectConfig`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+from config.request_id import get_request_id
+
+if TYPE_CHECKING:  # settings import this module: keep Django's request machinery out of that import
+    from django.http import HttpRequest, HttpResponseBase
+
+
+def _tenant(request: HttpRequest) -> str | None:
+    tenant = getattr(request, "tenant", None)
+    if tenant is not None:
+        return tenant.slug
+    return None
+
+
+def _user(request: HttpRequest) -> str | None:
+    # DRF's Request assigns the authenticated user back to the Django request, so after the view
+    # this is the bearer token's user.
+    user = getattr(request, "user", None)
+    if user is not None and getattr(user, "is_authenticated", False):
+        return str(user.pk)
+    return None
+
+
+def _duration_ms(request: HttpRequest) -> float | None:
+    started = getattr(request, "started_at", None)
+    return round((time.perf_counter() - started) * 1000, 2) if started is not None else None
+
+
+def _common(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "path": request.path,
+        "request_id": getattr(request, "request_id", None) or get_request_id(),
+        "tenant": _tenant(request),
+        "user": _user(request),
+    }
+
+
+def request_started_metadata(request: HttpRequest, log_kwargs: dict[str, Any], **kwargs: Any) -> None:
+    """django-structlog ``bind_extra_request_metadata``: tenant is not resolved yet, so log the header."""
+    log_kwargs.update(_common(request))
+    log_kwargs["tenant"] = request.headers.get("X-Tenant-ID") or None
+
+
+def request_finished_metadata(
+    request: HttpRequest, response: HttpResponseBase, log_kwargs: dict[str, Any], **kwargs: Any
+) -> None:
+    """django-structlog ``bind_extra_request_finished_metadata``: status and duration."""
+    log_kwargs.update(_common(request), status=response.status_code, duration_ms=_duration_ms(request))
+
+
+def request_failed_metadata(
+    request: HttpRequest, exception: BaseException, log_kwargs: dict[str, Any], **kwargs: Any
+) -> None:
+    """django-structlog ``bind_extra_request_failed_metadata``: an exception became a 500."""
+    log_kwargs.update(_common(request), status=500, duration_ms=_duration_ms(request))
 
 
 def build_logging(log_format: str, level: str) -> dict[str, Any]:

@@ -1,54 +1,100 @@
-"""Project-wide middleware: request ids, the error envelope for middleware errors, security headers."""
+"""Project-wide middleware: request ids and the security headers Django does not set itself.
+
+Both are sync- and async-capable and sit at the top of ``MIDDLEWARE``: under daphne they run on the
+event loop, so static files (served by ServeStatic right after them) get the request id and the
+headers without a hop to a worker thread.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.http.request import HttpHeaders
 
-from config.request_id import clean_request_id, set_request_id
+from config.request_id import clean_request_id, reset_request_id, set_request_id
 
-logger = logging.getLogger(__name__)
+GetResponse = Callable[[HttpRequest], Any]
 
 
-class RequestIDMiddleware:
+class _HybridMiddleware:
+    """Base of a middleware that runs in whichever mode its neighbours run (sync or async)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self._is_async:
+            return self.__acall__(request)
+        before = self.before(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            self.finally_(before)
+        return self.after(request, response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        before = self.before(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            self.finally_(before)
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> object:
+        return None
+
+    def finally_(self, state: object) -> None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+
+class RequestIDMiddleware(_HybridMiddleware):
     """Accept a well-formed ``X-Request-ID`` or make one; expose it to logs and echo it back.
 
-    Runs first, so django-structlog's middleware (next in line) binds the cleaned id to every log
-    line of the request.
+    Runs first, so django-structlog's middleware (``DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID``)
+    binds the cleaned id to every log line of the request, and the error envelope can quote it.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def before(self, request: HttpRequest) -> object:
         request_id = clean_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.META["HTTP_X_REQUEST_ID"] = request_id
         request.__dict__["headers"] = HttpHeaders(request.META)  # rebuild: django-structlog reads headers
         request.request_id = request_id  # type: ignore[attr-defined]
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
-        token = set_request_id(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            from config.request_id import _request_id
+        return set_request_id(request_id)
 
-            _request_id.reset(token)  # type: ignore[arg-type]
-        response["X-Request-ID"] = request_id
+    def finally_(self, state: object) -> None:
+        reset_request_id(state)
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response
 
 
-class SecurityHeadersMiddleware:
-    """Headers Django's SecurityMiddleware does not set: Permissions-Policy."""
+class SecurityHeadersMiddleware(_HybridMiddleware):
+    """nosniff, frame deny, referrer policy, COOP and Permissions-Policy on every response.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    Django's ``SecurityMiddleware`` sets most of these too (and HSTS, in production), but only for
+    responses that reach it; this one also covers static files and early middleware errors.
+    """
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        response.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+        response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
+        response.headers.setdefault("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY)
+        response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
         return response

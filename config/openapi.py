@@ -1,56 +1,97 @@
-"""drf-spectacular post-processing: the error envelope and the X-Tenant-ID header on every operation."""
+"""drf-spectacular additions: the bearer scheme, the X-Tenant-ID header and the error envelope.
+
+* :class:`TenantJWTScheme` documents :class:`accounts.authentication.TenantJWTAuthentication` as the
+  ``bearerAuth`` HTTP bearer scheme (registered on import, from :class:`config.apps.ProjectConfig`).
+* :func:`add_error_envelope_and_tenant_header` (a post-processing hook) adds the ``ErrorEnvelope``
+  schema as every operation's ``default`` response, the usual error statuses of tenant-scoped
+  operations, and the required ``X-Tenant-ID`` header wherever ``tenants.middleware`` demands it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-PUBLIC_PREFIXES = ("/api/v1/health", "/api/v1/schema")
-PUBLIC_OPERATIONS = {"/api/v1/auth/request-code", "/api/v1/auth/verify-code", "/api/v1/auth/register",
-                     "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/password/reset",
-                     "/api/v1/auth/password/reset/confirm"}
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "Every error, whatever raised it: DRF, Django, middleware or the WebSocket.",
     "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
             "required": ["type", "message", "details", "request_id"],
             "properties": {
-                "type": {"type": "string", "example": "validation_error"},
-                "message": {"type": "string"},
+                "type": {"type": "string", "description": "A snake_case code", "example": "validation_error"},
+                "message": {"type": "string", "description": "Human-readable text"},
                 "details": {"type": "object", "additionalProperties": True},
-                "request_id": {"type": "string", "nullable": True},
+                "request_id": {"type": "string", "nullable": True, "description": "Echoed in X-Request-ID"},
             },
         }
     },
 }
 
+TENANT_HEADER: dict[str, Any] = {
+    "name": "X-Tenant-ID",
+    "in": "header",
+    "required": True,
+    "description": "The tenant's slug or id. The bearer token's tenant must match it.",
+    "schema": {"type": "string"},
+}
 
-def add_error_envelope_and_tenant_header(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+# What a tenant-scoped operation can answer besides its own responses.
+TENANT_SCOPED_ERRORS = {
+    "400": "Invalid input, or X-Tenant-ID missing (`validation_error`, `tenant_required`)",
+    "401": "Missing, invalid or expired bearer token (`not_authenticated`, `authentication_failed`)",
+    "403": "The role does not allow this (`permission_denied`)",
+    "404": "Unknown tenant or object, including another tenant's (`tenant_not_found`, `not_found`)",
+    "429": "Rate limit or token quota exceeded (`rate_limited`, `quota_exceeded`), with Retry-After",
+}
+
+METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
+
+
+class TenantJWTScheme(SimpleJWTScheme):
+    """``Authorization: Bearer <access token>`` (simplejwt, bound to the tenant)."""
+
+    target_class = "accounts.authentication.TenantJWTAuthentication"
+    name = "bearerAuth"
+    match_subclasses = True
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
+def add_error_envelope_and_tenant_header(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """Post-processing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``)."""
+    from tenants.middleware import needs_tenant
+
     components = result.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorEnvelope"] = ERROR_SCHEMA
-    components.setdefault("parameters", {})["XTenantID"] = {
-        "name": "X-Tenant-ID",
-        "in": "header",
-        "required": True,
-        "description": "The tenant's slug or id. The bearer token's tenant must match it.",
-        "schema": {"type": "string"},
-    }
-    ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    components.setdefault("parameters", {})["XTenantID"] = TENANT_HEADER
+    tenant_ref = {"$ref": "#/components/parameters/XTenantID"}
     for path, item in result.get("paths", {}).items():
+        tenant_scoped = needs_tenant(path)
         for method, operation in item.items():
-            if method not in {"get", "post", "put", "patch", "delete"}:
+            if method not in METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            for code in ("400", "401", "403", "404", "429"):
-                responses.setdefault(code, {"description": "Error", "content": {"application/json": {"schema": ref}}})
-            if path.startswith(PUBLIC_PREFIXES):
-                operation["security"] = []
+            responses.setdefault("default", _error_response("Error (the envelope)"))
+            if operation.get("security") == [{}]:
+                operation["security"] = []  # public: no authentication at all
+            if not tenant_scoped:
                 continue
+            for code, description in TENANT_SCOPED_ERRORS.items():
+                if code == "401" and not operation.get("security", True):
+                    continue
+                responses.setdefault(code, _error_response(description))
             params = operation.setdefault("parameters", [])
-            if not any(p.get("$ref") == "#/components/parameters/XTenantID" for p in params):
-                params.append({"$ref": "#/components/parameters/XTenantID"})
-            if path.rstrip("/") in PUBLIC_OPERATIONS:
-                operation["security"] = []
+            if tenant_ref not in params:
+                params.append(tenant_ref)
     return result

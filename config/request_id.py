@@ -24,7 +24,13 @@ def clean_request_id(candidate: str | None) -> str:
 
 
 def set_request_id(value: str | None) -> object:
+    """Make ``value`` the current request id; returns the token for :func:`reset_request_id`."""
     return _request_id.set(value)
+
+
+def reset_request_id(token: object) -> None:
+    """Restore the request id that was current before :func:`set_request_id`."""
+    _request_id.reset(token)  # type: ignore[arg-type]
 
 
 def get_request_id() -> str | None:

@@ -21,7 +21,7 @@ def client_key(group: str, request: Any) -> str:
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.pk}"
-    return "ip:" + request.META.get(settings.RATELIMIT_IP_META_KEY, "") or "unknown"
+    return "ip:" + (request.META.get(settings.RATELIMIT_IP_META_KEY) or "unknown")
 
 
 class RateLimitThrottle(BaseThrottle):
@@ -37,7 +37,9 @@ class RateLimitThrottle(BaseThrottle):
         group = getattr(view, "ratelimit_group", None) or (
             f"{type(view).__module__}.{type(view).__name__}" if rate else "api-default"
         )
-        usage = get_usage(request, group=group, key=client_key, rate=rate or f"{settings.RATELIMIT_PER_MINUTE}/m", increment=True)
+        usage = get_usage(
+            request, group=group, key=client_key, rate=rate or f"{settings.RATELIMIT_PER_MINUTE}/m", increment=True
+        )
         if usage and usage["should_limit"]:
             self._wait = max(1, int(usage["time_left"]))
             return False

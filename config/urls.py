@@ -22,7 +22,7 @@ urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
     path("api/v1/", include(api_v1)),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("redoc", SpectacularRedocView.as_view(url_name="schema", template_name="documind/redoc.html"), name="redoc"),
     path("admin/", admin.site.urls),
     # Anything else is a 404 in the envelope, with DEBUG on too (Django's debug page is HTML).
     re_path(r"^(?!static/|media/).*$", not_found),

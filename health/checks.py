@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -17,6 +19,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 
 
 def check_database() -> dict[str, Any]:
+    """The default database answers and has the pgvector extension."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cursor.fetchone()
@@ -26,6 +29,7 @@ def check_database() -> dict[str, Any]:
 
 
 def check_cache() -> dict[str, Any]:
+    """The default cache (rate limits, sign-in codes) stores and returns a value."""
     key = f"health:{uuid.uuid4().hex}"
     cache.set(key, "ok", 10)
     if cache.get(key) != "ok":
@@ -35,15 +39,24 @@ def check_cache() -> dict[str, Any]:
 
 
 def check_broker() -> dict[str, Any]:
+    """Connect to ``CELERY_BROKER_URL`` (for the filesystem transport: its folders are writable)."""
     from config.celery import app
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        for key in ("data_folder_in", "data_folder_out", "control_folder"):
+            folder = Path(options[key])
+            if not folder.is_dir() or not os.access(folder, os.W_OK):
+                raise RuntimeError(f"the broker folder {folder} is missing or not writable")
+    with app.connection_for_write(url=url) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_TIMEOUT_SECONDS)
         transport = conn.transport_cls
     return {"transport": str(transport)}
 
 
 def check_channel_layer() -> dict[str, Any]:
+    """A message sent on the channel layer comes back (the path worker events take to sockets)."""
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")

@@ -18,6 +18,8 @@ from accounts.authentication import tokens_for_user
 from accounts.models import User
 from tenants.models import Tenant
 from tests.factories import TenantFactory, UserFactory
+from tests.fake_openai import fake_openai, fake_openai_server  # noqa: F401  (fixtures: a fake OpenAI-compatible server)
+from tests.subprocesses import celery_worker_proc, start_celery_worker, subprocess_env  # noqa: F401  (fixtures: worker and child processes on the test database)
 
 
 @pytest.fixture(autouse=True)

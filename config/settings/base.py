@@ -30,6 +30,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 
 INSTALLED_APPS = [
     "daphne",
+    "servestatic",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "channels",
     "channels_postgres",
     "django_structlog",
+    "config.apps.ProjectConfig",
     "health",
     "tenants",
     "accounts",
@@ -54,12 +56,15 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# The first three are async-capable, so under daphne static files are served without a thread hop
+# (and still get the request id and the security headers).
 MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "config.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,6 +97,10 @@ TEMPLATES = [
 EMBEDDED_PGDATA = Path(env.str("EMBEDDED_PGDATA", default=str(VAR_DIR / "pgdata")))
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
+    # postgresql://user@/name?host=/socket/dir is libpq's spelling of a unix socket: make it the HOST,
+    # which the PostgreSQL channel layer below copies (it does not read OPTIONS).
+    if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
+        DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
     EMBEDDED_DATABASE = False
 else:
     DATABASES = {
@@ -124,8 +133,12 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# ServeStatic (WhiteNoise's ASGI-capable fork) serves /static/ from daphne itself: straight from the
+# apps' folders by default, from STATIC_ROOT after `collectstatic` in production (see the Dockerfile).
+SERVESTATIC_USE_FINDERS = env.bool("SERVESTATIC_USE_FINDERS", default=True)
+SERVESTATIC_AUTOREFRESH = False
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
@@ -148,11 +161,17 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "documind_cache"}}
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_postgres.core.PostgresChannelLayer",
+            "BACKEND": "config.channel_layers.PostgresChannelLayer",  # channels_postgres, see there
             "CONFIG": {
-                **{k: v for k, v in DATABASES["default"].items() if k in {"ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT"}},
+                **{
+                    k: v
+                    for k, v in DATABASES["default"].items()
+                    if k in {"ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT"}
+                },
                 "TIME_ZONE": None,
-                "OPTIONS": {},
+                # libpq options of DATABASE_URL too (e.g. a unix-socket ``?host=/path``, which
+                # django-environ puts in OPTIONS rather than HOST).
+                "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
                 "CONN_MAX_AGE": 0,
                 "CONN_HEALTH_CHECKS": False,
                 "AUTOCOMMIT": True,
@@ -163,7 +182,7 @@ else:
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost//")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
@@ -189,6 +208,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
 CELERY_BEAT_SCHEDULE = {
     "tasks-watchdog": {"task": "tasks.watchdog", "schedule": 60.0},
 }
@@ -238,16 +258,20 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-    },
-    "SECURITY": [{"bearerAuth": []}],
+    # The bearer scheme comes from config.openapi.TenantJWTScheme, on the operations that authenticate.
     "PREPROCESSING_HOOKS": [],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.openapi.add_error_envelope_and_tenant_header",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    # Several models have a "status"/"role" with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "UserRoleEnum": "accounts.models.User.Role",
+        "MessageRoleEnum": "chat.models.Message.Role",
+        "MessageStatusEnum": "chat.models.Message.Status",
+        "TaskStatusEnum": "tasks.models.Task.Status",
+        "DocumentStatusEnum": "documents.models.Document.Status",
+    },
 }
 
 # --- CORS, security headers ------------------------------------------------------------------
@@ -287,6 +311,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="DocuMind <no-reply@d
 # --- Sign-in codes ---------------------------------------------------------------------------
 AUTH_CODE_TTL_SECONDS = env.int("AUTH_CODE_TTL_SECONDS", default=600)
 AUTH_CODE_MAX_ATTEMPTS = env.int("AUTH_CODE_MAX_ATTEMPTS", default=5)
+# Per e-mail address (on top of RATELIMIT_AUTH_PER_MINUTE per client IP), django-ratelimit rates.
+AUTH_CODE_EMAIL_RATE = env.str("AUTH_CODE_EMAIL_RATE", default="5/10m")  # codes e-mailed (sign-in, reset)
+AUTH_LOGIN_EMAIL_RATE = env.str("AUTH_LOGIN_EMAIL_RATE", default="10/10m")  # password and code attempts
 
 # --- Documents -------------------------------------------------------------------------------
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=25)
@@ -298,6 +325,11 @@ CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=40)
 PDF_EXTRACTOR = env.str("PDF_EXTRACTOR", default="pypdfium2")
 SEARCH_EF_SEARCH = env.int("SEARCH_EF_SEARCH", default=200)
 SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=20000)
+PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=20.0)  # a page over it is skipped
+PDF_MAX_PAGE_CHARS = env.int("PDF_MAX_PAGE_CHARS", default=100_000)  # text beyond it on one page is dropped
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=512)  # inputs per request (the API allows 2048)
+EMBEDDING_BATCH_TOKENS = env.int("EMBEDDING_BATCH_TOKENS", default=250_000)  # tokens per request (the API allows 300k)
+INGESTION_MAX_ATTEMPTS = env.int("INGESTION_MAX_ATTEMPTS", default=3)  # redeliveries of a crashing document
 
 # --- AI providers ----------------------------------------------------------------------------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
@@ -314,6 +346,9 @@ CHAT_CONTEXT_TOKENS = env.int("CHAT_CONTEXT_TOKENS", default=12000)
 CHAT_MAX_ANSWER_TOKENS = env.int("CHAT_MAX_ANSWER_TOKENS", default=1024)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_SOCKET_MESSAGES_PER_MINUTE = env.int("CHAT_SOCKET_MESSAGES_PER_MINUTE", default=20)
+CHAT_TOP_K = env.int("CHAT_TOP_K", default=8)  # chunks retrieved per question
+CHAT_SAVE_INTERVAL_MS = env.int("CHAT_SAVE_INTERVAL_MS", default=250)  # a streaming answer is saved this often
+CHAT_STALE_STREAM_SECONDS = env.int("CHAT_STALE_STREAM_SECONDS", default=120)  # unsaved this long: interrupted
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(VAR_DIR / "tiktoken"))
 
 # --- Quotas ----------------------------------------------------------------------------------
@@ -324,6 +359,7 @@ DEFAULT_USER_DAILY_TOKEN_QUOTA = env.int("DEFAULT_USER_DAILY_TOKEN_QUOTA", defau
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True  # config.middleware.RequestIDMiddleware validated it
 DJANGO_STRUCTLOG_USER_ID_FIELD = "pk"
 
 from config.logging import build_logging  # noqa: E402

@@ -6,17 +6,18 @@ set uses that instead, so subprocesses started by the tests share the test serve
 
 import os
 import tempfile
+from pathlib import Path
 
 if not os.environ.get("DATABASE_URL") and not os.environ.get("EMBEDDED_PGDATA"):
-    _root = tempfile.mkdtemp(prefix="documind-test-")
-    os.environ["DOCUMIND_TEST_ROOT"] = _root
-    os.environ["EMBEDDED_PGDATA"] = os.path.join(_root, "pgdata")
+    _root = Path(tempfile.mkdtemp(prefix="documind-test-"))
+    os.environ["DOCUMIND_TEST_ROOT"] = str(_root)
+    os.environ["EMBEDDED_PGDATA"] = str(_root / "pgdata")
     os.environ["EMBEDDED_PG_CLEANUP"] = "delete"
-    os.environ.setdefault("CELERY_BROKER_DIR", os.path.join(_root, "broker"))
-    os.environ.setdefault("MEDIA_ROOT", os.path.join(_root, "media"))
+    os.environ.setdefault("CELERY_BROKER_DIR", str(_root / "broker"))
+    os.environ.setdefault("MEDIA_ROOT", str(_root / "media"))
 
-from .base import *  # noqa: E402, F403
-from .base import CHANNEL_LAYERS, DATABASES, env  # noqa: E402
+from .base import *
+from .base import CHANNEL_LAYERS, DATABASES, env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -25,7 +26,9 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
 
 # pytest-django runs against "test_<name>"; the PostgreSQL channel layer must use that database too.
-if CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_postgres") and not os.environ.get("DOCUMIND_TEST_SUBPROCESS"):
+if CHANNEL_LAYERS["default"]["BACKEND"].endswith("PostgresChannelLayer") and not os.environ.get(
+    "DOCUMIND_TEST_SUBPROCESS"
+):
     CHANNEL_LAYERS["default"]["CONFIG"]["NAME"] = "test_" + DATABASES["default"]["NAME"]
 
 from config.logging import build_logging  # noqa: E402

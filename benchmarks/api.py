@@ -1,0 +1,189 @@
+"""API overhead: ``GET /api/v1/health/live`` against a bare ASGI app, both served by one daphne.
+
+One daphne process serves :data:`application`: ``/bare/live`` is a minimal ASGI app answering the
+same JSON, everything else is DocuMind (``config.asgi``: every middleware, DRF, structured logs at
+``LOG_LEVEL``). A keep-alive HTTP/1.1 client with ``--connections`` concurrent connections sends
+``--requests`` requests to each, in one run, and prints requests/s, p50 and p95 and their ratios.
+
+    .venv/bin/python benchmarks/api.py [--requests 3000] [--connections 8]
+
+The machine has 2 cores and the client shares them with the server: the figures compare the two
+paths; they are not the server's capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BARE_PATH = "/bare/live"
+DJANGO_PATH = "/api/v1/health/live"
+_STARTED = time.monotonic()
+
+
+async def bare_live(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The same answer as the liveness view, with nothing in between."""
+    body = json.dumps({"status": "ok", "uptime_seconds": round(time.monotonic() - _STARTED, 3)}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _django_app() -> Any:
+    from config.asgi import application as django_application
+
+    return django_application
+
+
+_django: Any = None
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """What the benchmark's daphne serves (``benchmarks.api:application``)."""
+    global _django
+    if scope["type"] == "http" and scope["path"] == BARE_PATH:
+        await bare_live(scope, receive, send)
+        return
+    if _django is None:
+        _django = _django_app()
+    await _django(scope, receive, send)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _connection(host: str, port: int, path: str, count: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode()
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(request)
+            status_line = await reader.readline()
+            if b" 200 " not in status_line:
+                raise RuntimeError(f"{path}: {status_line!r}")
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def measure(host: str, port: int, path: str, requests: int, connections: int) -> dict[str, float]:
+    latencies: list[float] = []
+    per_connection = requests // connections
+    started = time.perf_counter()
+    await asyncio.gather(*(_connection(host, port, path, per_connection, latencies) for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "rps": len(ordered) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+    }
+
+
+def wait_until_up(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("daphne exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("daphne did not start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(BASE_DIR))
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env.setdefault("DJANGO_DEBUG", "false")
+    env.setdefault("LOG_FORMAT", "json")
+    server = None
+    if not env.get("DATABASE_URL"):
+        # the liveness view needs no database, but the settings do: hold the embedded one meanwhile
+        from urllib.parse import quote
+
+        from config.embedded_db import ensure_database, ensure_server, socket_dir
+
+        var_dir = Path(env.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var")))
+        server = ensure_server(Path(env.get("EMBEDDED_PGDATA", str(var_dir / "pgdata"))))
+        host = socket_dir(server)
+        ensure_database(host, "documind")
+        env["DATABASE_URL"] = f"postgresql://postgres@/documind?host={quote(host)}"
+
+    port = free_port()
+    daphne = str(Path(sys.executable).parent / "daphne")
+    process = subprocess.Popen(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0", "benchmarks.api:application"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until_up(port, process)
+        warmup = max(200, args.connections * 20)
+        for path in (BARE_PATH, DJANGO_PATH):
+            asyncio.run(measure("127.0.0.1", port, path, warmup, args.connections))
+        bare = asyncio.run(measure("127.0.0.1", port, BARE_PATH, args.requests, args.connections))
+        django = asyncio.run(measure("127.0.0.1", port, DJANGO_PATH, args.requests, args.connections))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        if server is not None:
+            from config.embedded_db import release_server
+
+            release_server(server)
+
+    print(
+        f"api: GET {DJANGO_PATH} vs a bare ASGI app on the same daphne ({args.requests} requests, {args.connections} connections)"
+    )
+    for name, result in (("bare ASGI", bare), ("DocuMind", django)):
+        print(
+            f"  {name:<10} {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   p95 {result['p95_ms']:6.2f} ms"
+        )
+    print(
+        f"  ratio      {django['rps'] / bare['rps']:8.2f} of the bare throughput;"
+        f" p50 x{django['p50_ms'] / bare['p50_ms']:.1f}, p95 x{django['p95_ms'] / bare['p95_ms']:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The real ``make run`` path (scripts/run.py) on a fresh var/ folder: ready over HTTP, then Ctrl-C.
+
+It starts its own embedded PostgreSQL, migrates, creates the demo tenant, serves with daphne, runs a
+Celery worker (prefork, beat embedded), and on SIGINT must leave no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.slow
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+def run_env(var_dir: Path) -> dict[str, str]:
+    dropped = {
+        "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "EMBEDDED_PGDATA", "EMBEDDED_PG_CLEANUP", "CELERY_BROKER_DIR",
+        "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE", "XDG_RUNTIME_DIR", "DOCUMIND_TEST_ROOT", "DOCUMIND_TEST_SUBPROCESS",
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(DOCUMIND_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", DEMO_ADMIN_PASSWORD="")
+    return env
+
+
+def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    port = free_port()
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "scripts/run.py", "--port", str(port)], cwd=BASE_DIR, env=run_env(var_dir),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    descendants: list[psutil.Process] = []
+    postmaster: psutil.Process | None = None
+    try:
+        deadline = time.monotonic() + 240
+        status = None
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-4000:]
+            try:
+                status, body, _ = get(f"{base}/api/v1/health/ready")
+            except OSError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200, log_path.read_text()[-4000:]
+        ready = json.loads(body)
+        assert set(ready["checks"]) == {"database", "cache", "broker", "channel_layer"}
+        assert ready["checks"]["broker"]["transport"] == "filesystem"
+        assert ready["checks"]["channel_layer"]["backend"] == "PostgresChannelLayer"
+
+        # the docs page and its assets are served by daphne itself
+        status, _, _ = get(f"{base}/docs")
+        assert status == 200
+        assert get(f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")[0] == 200
+
+        # the demo tenant exists and the printed password is the one kept under var/
+        output = log_path.read_text()
+        password = (var_dir / "demo-admin-password").read_text().strip()
+        assert "admin@demo.local" in output and password in output
+        assert "X-Tenant-ID: demo" in output
+
+        # daphne and the Celery worker (beat embedded) run as children, PostgreSQL on its own
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in descendants)
+        assert "daphne" in names and "celery" in names and " -B" in names, names
+        pid_file = var_dir / "pgdata" / "postmaster.pid"
+        postmaster = psutil.Process(int(pid_file.read_text().splitlines()[0]))
+        assert postmaster.is_running()
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    output = log_path.read_text()
+    assert code == 0, output[-4000:]
+    assert "PostgreSQL stopped" in output, output[-4000:]
+    time.sleep(0.5)
+    alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    assert postmaster is not None and (not postmaster.is_running() or postmaster.status() == psutil.STATUS_ZOMBIE)
+    leftovers = [
+        p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(var_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, leftovers
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass

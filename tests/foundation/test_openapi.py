@@ -1,0 +1,99 @@
+"""The OpenAPI schema, Swagger UI and ReDoc: valid, documented, and served without any CDN."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema(client: Client) -> dict[str, Any]:
+    response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_schema_generates_without_warnings_and_validates(tmp_path: Path) -> None:
+    """``spectacular --validate --fail-on-warn``: every view of every app, as the schema endpoint sees them."""
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert out.read_text().startswith("openapi: 3")
+
+
+def test_schema_documents_the_bearer_scheme_tenant_header_and_error_envelope(schema: dict[str, Any]) -> None:
+    components = schema["components"]
+    assert components["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert components["parameters"]["XTenantID"]["in"] == "header"
+    assert components["parameters"]["XTenantID"]["name"] == "X-Tenant-ID"
+    error = components["schemas"]["ErrorEnvelope"]["properties"]["error"]
+    assert set(error["required"]) == {"type", "message", "details", "request_id"}
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert operation["responses"]["default"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorEnvelope"
+            }, (method, path)
+
+
+def test_public_operations_need_neither_token_nor_tenant(schema: dict[str, Any]) -> None:
+    for path in ("/", "/healthz", "/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready"):
+        operation = schema["paths"][path]["get"]
+        assert operation.get("security") == [], path
+        assert {"$ref": "#/components/parameters/XTenantID"} not in operation.get("parameters", []), path
+    assert "503" in schema["paths"]["/api/v1/health/ready"]["get"]["responses"]
+
+
+@pytest.mark.urls("tests.foundation.urls")
+def test_tenant_scoped_operations_get_the_header_the_bearer_scheme_and_their_errors(schema: dict[str, Any]) -> None:
+    private = schema["paths"]["/api/v1/_t/private"]["get"]
+    assert {"$ref": "#/components/parameters/XTenantID"} in private["parameters"]
+    assert private["security"] == [{"bearerAuth": []}]
+    assert {"400", "401", "403", "404", "429"} <= set(private["responses"])
+    echo = schema["paths"]["/api/v1/_t/echo"]["get"]  # AllowAny: the token is optional
+    assert {"bearerAuth": []} in echo["security"] and {} in echo["security"]
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in {"src", "href"} and value:
+                self.urls.append(value)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_use_only_local_assets_that_are_served(client: Client, page: str) -> None:
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    parser = _Assets()
+    parser.feed(html)
+    assets = [url for url in parser.urls if not url.startswith("data:")]
+    assert assets, html[:500]
+    # no absolute URL anywhere in the page: nothing can come from a CDN (this must work offline)
+    assert not re.search(r"""["'(]\s*(https?:)?//""", html), re.findall(r"""["'(]\s*(?:https?:)?//[^"')]+""", html)
+    for url in assets:
+        assert url.startswith("/static/"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        on_disk = finders.find(url.removeprefix("/static/"))
+        assert on_disk and int(asset["Content-Length"]) == Path(on_disk).stat().st_size > 100, url
+    # the page points its script at the schema endpoint
+    assert "/api/v1/schema/" in html
+
+
+def test_swagger_ui_bundle_is_served_with_a_javascript_type(client: Client) -> None:
+    response = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert response.status_code == 200
+    assert "javascript" in response["Content-Type"]

@@ -1,0 +1,192 @@
+"""Child processes that share this test session's database, broker and media folder.
+
+* :func:`build_subprocess_env` / the ``subprocess_env`` fixture: the environment a child needs to use the
+  session's test database (``DATABASE_URL`` built from the live connection settings), its Celery
+  broker folder (or Redis, when ``REDIS_URL`` is set) and ``DOCUMIND_TEST_SUBPROCESS=1``.
+* :func:`celery_worker` / the ``celery_worker_proc`` and ``start_celery_worker`` fixtures: a real
+  ``celery -A config worker`` subprocess, proven ready by a ``health.ping`` round trip, stopped
+  (and its process group killed) afterwards. Its output is kept: ``worker.output()``.
+
+A worker only sees committed rows: tests that create rows for it need ``transactional_db``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def database_url(db: dict[str, Any]) -> str:
+    """A libpq URL for a Django ``DATABASES`` entry (unix-socket hosts go in ``?host=``)."""
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(str(db.get("PASSWORD") or ""), safe="")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    host = str(db.get("HOST") or "")
+    name = quote(db["NAME"], safe="")
+    if host.startswith("/"):
+        return f"postgresql://{auth}/{name}?host={quote(host)}"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgresql://{auth}{host}{port}/{name}"
+
+
+def build_subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that must work on this session's test database."""
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if k not in {"EMBEDDED_PGDATA", "EMBEDDED_PG_CLEANUP"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DOCUMIND_TEST_SUBPROCESS="1",
+        DATABASE_URL=database_url(connection.settings_dict),
+        CELERY_BROKER_DIR=str(settings.CELERY_BROKER_DIR),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """A running Celery worker subprocess."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for_ping(
+    *,
+    timeout: float,
+    alive: Callable[[], bool] = lambda: True,
+    send: Callable[[str], Any] | None = None,
+    cache: Any = None,
+) -> None:
+    """Send ``health.ping`` and wait until a worker has answered it in the shared cache.
+
+    By default through this process's Celery app and cache; ``send``/``cache`` reach other ones.
+    """
+    from django.core.cache import cache as default_cache
+
+    from health.tasks import ping, ping_key
+
+    cache = cache or default_cache
+    token = uuid.uuid4().hex
+    (send or ping.delay)(token)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cache.get(ping_key(token)) is not None:
+            return
+        if not alive():
+            raise RuntimeError("the worker exited before answering a ping")
+        time.sleep(0.2)
+    raise TimeoutError(f"no worker answered health.ping within {timeout:.0f}s")
+
+
+def purge_queue() -> None:
+    """Drop messages left in the broker by earlier tests, so a new worker starts on a clean queue."""
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+@contextlib.contextmanager
+def celery_worker(
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    pool: str = "solo",
+    concurrency: int = 1,
+    log_format: str = "json",
+    log_level: str = "INFO",
+    ready_timeout: float = 60.0,
+    purge: bool = True,
+    ping_send: Callable[[str], Any] | None = None,
+    ping_cache: Any = None,
+) -> Iterator[WorkerProcess]:
+    """Run ``celery -A config worker`` with the session's settings until the block ends.
+
+    ``pool="solo"`` is fastest to start; use ``"prefork"`` to exercise time limits or concurrency.
+    A worker on another broker (``env``) needs ``ping_send``/``ping_cache`` that reach it, and
+    ``purge=False``.
+    """
+    if purge:
+        purge_queue()
+    env = dict(env or build_subprocess_env())
+    env.setdefault("LOG_FORMAT", log_format)
+    env.setdefault("LOG_LEVEL", log_level)
+    log_path = tmp_path / f"celery-worker-{uuid.uuid4().hex[:8]}.log"
+    argv = [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "-P", pool, "-c", str(concurrency),
+        "-l", log_level, "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    worker = WorkerProcess(process, log_path)
+    try:
+        try:
+            wait_for_ping(timeout=ready_timeout, alive=lambda: process.poll() is None, send=ping_send, cache=ping_cache)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}; worker output:\n{worker.output()[-3000:]}") from exc
+        yield worker
+    finally:
+        stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> None:
+    """SIGTERM the process, then SIGKILL its whole group if anything is left."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def subprocess_env(django_db_setup: Any, django_db_blocker: Any) -> dict[str, str]:
+    """Environment for a child process on the session's test database (see :func:`build_subprocess_env`)."""
+    with django_db_blocker.unblock():
+        return build_subprocess_env()
+
+
+@pytest.fixture
+def start_celery_worker(
+    db: Any, tmp_path: Path
+) -> Iterator[Callable[..., contextlib.AbstractContextManager[WorkerProcess]]]:
+    """``with start_celery_worker(pool="prefork", env=...) as worker:`` — see :func:`celery_worker`."""
+
+    def start(**kwargs: Any) -> contextlib.AbstractContextManager[WorkerProcess]:
+        return celery_worker(tmp_path, **kwargs)
+
+    yield start
+
+
+@pytest.fixture
+def celery_worker_proc(db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A ready ``celery -A config worker -P solo`` on the session's database and broker."""
+    with celery_worker(tmp_path) as worker:
+        yield worker
