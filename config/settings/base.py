@@ -324,7 +324,7 @@ CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=400)
 CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=40)
 PDF_EXTRACTOR = env.str("PDF_EXTRACTOR", default="pypdfium2")
 SEARCH_EF_SEARCH = env.int("SEARCH_EF_SEARCH", default=200)
-SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=20000)
+SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=2000)  # exact: ~7 ms per 2,000 (benchmarks/search.py)
 PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=20.0)  # a page over it is skipped
 PDF_MAX_PAGE_CHARS = env.int("PDF_MAX_PAGE_CHARS", default=100_000)  # text beyond it on one page is dropped
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=512)  # inputs per request (the API allows 2048)
@@ -349,6 +349,7 @@ CHAT_SOCKET_MESSAGES_PER_MINUTE = env.int("CHAT_SOCKET_MESSAGES_PER_MINUTE", def
 CHAT_TOP_K = env.int("CHAT_TOP_K", default=8)  # chunks retrieved per question
 CHAT_SAVE_INTERVAL_MS = env.int("CHAT_SAVE_INTERVAL_MS", default=250)  # a streaming answer is saved this often
 CHAT_STALE_STREAM_SECONDS = env.int("CHAT_STALE_STREAM_SECONDS", default=120)  # unsaved this long: interrupted
+CHAT_DB_THREADS = env.int("CHAT_DB_THREADS", default=2)  # the chat sockets' database threads (see chat.db)
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(VAR_DIR / "tiktoken"))
 
 # --- Quotas ----------------------------------------------------------------------------------

@@ -1,0 +1,360 @@
+"""Search latency and recall on 100k chunks × 1536 dimensions over 10 tenants.
+
+Data: ``--chunks`` chunks spread evenly over ``--tenants`` tenants (``--docs`` ready documents each),
+with embeddings made like real ones: ``--clusters`` random topic centroids, each chunk its topic's
+centroid plus noise, L2-normalised (generated inside PostgreSQL: a minute or two for 100k), and
+texts of topic words plus common words (for the full-text side). The HNSW and GIN indexes are
+built after the load, as the migrations define them.
+
+Measured (p50/p95 over ``--queries`` queries, warm cache, after a few warm-up queries):
+
+* semantic SQL alone, as ``documents.search`` runs it: the approximate plan (HNSW, tenant filter,
+  ``hnsw.iterative_scan = relaxed_order``, ``hnsw.ef_search = SEARCH_EF_SEARCH``) and the exact plan;
+  recall@10 of the approximate plan against the exact one (same tenant filter);
+* for comparison, a naive query (the planner's own choice, default ``ef_search``, no iterative scan);
+* the exact plan over 1k/2k/5k/10k candidate chunks (what ``SEARCH_EXACT_MAX_CHUNKS`` trades);
+* keyword SQL alone;
+* ``search_chunks`` (hybrid, query embedded by the hashing provider) and ``POST /api/v1/search/``
+  through Django's full stack in-process (middleware, JWT, throttle, DRF), both hybrid.
+
+Own embedded PostgreSQL in a temporary folder (never the test suite's)::
+
+    .venv/bin/python benchmarks/search.py [--chunks 100000] [--tenants 10] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def configure(var_dir: str) -> None:
+    sys.path.insert(0, str(BASE_DIR))
+    os.environ.update(
+        DOCUMIND_VAR_DIR=var_dir,
+        EMBEDDED_PG_CLEANUP="delete",
+        MEDIA_ROOT=str(Path(var_dir) / "media"),
+        EMBEDDING_PROVIDER="hashing",
+        OPENAI_API_KEY="",
+        LOG_LEVEL="ERROR",
+        LOG_FORMAT="console",
+        RATELIMIT_ENABLED="false",
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    import django
+
+    django.setup()
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {p50 * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "ta",
+    "vi",
+    "so",
+    "pe",
+    "du",
+    "ga",
+    "ri",
+    "fo",
+    "le",
+    "mu",
+    "zi",
+    "ba",
+    "no",
+    "ke",
+    "si",
+]
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))))
+    return sorted(words)
+
+
+def load(args: argparse.Namespace) -> tuple[list[Any], dict[int, list[str]], list[list[str]]]:
+    """Tenants, users, documents and chunks; returns tenants, topic words per cluster, docs per tenant."""
+    from django.db import connection
+
+    from accounts.models import User
+    from documents.models import Document
+    from tenants.models import Tenant
+
+    rng = random.Random(7)
+    words = vocabulary(4000, rng)
+    common = words[:300]
+    topics = {c: rng.sample(words[300:], 25) for c in range(args.clusters)}
+    per_tenant = args.chunks // args.tenants
+    per_doc = max(1, per_tenant // args.docs)
+
+    tenants, documents = [], []
+    for t in range(args.tenants):
+        tenant = Tenant.objects.create(slug=f"bench-{t}", name=f"Bench {t}")
+        owner = User.objects.create_user(f"admin@bench-{t}.test", tenant=tenant, role="admin")
+        tenants.append(tenant)
+        docs = [
+            Document(tenant=tenant, owner=owner, title=f"Doc {t}-{d}", file=f"bench/{t}-{d}.pdf",
+                     sha256=uuid.uuid4().hex * 2, size=1, status=Document.Status.READY, chunk_count=per_doc,
+                     page_count=10, embedding_model="hashing-v1", embedding_dimensions=args.dims)
+            for d in range(args.docs)
+        ]  # fmt: skip
+        Document.objects.bulk_create(docs)
+        documents.append([str(d.pk) for d in docs])
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX IF EXISTS documents_chunk_embedding_hnsw")
+        cursor.execute("DROP INDEX IF EXISTS documents_chunk_search_gin")
+        cursor.execute(
+            "CREATE UNLOGGED TABLE bench_stage (tenant_id uuid, document_id uuid, idx int, cluster int, text text)"
+        )
+        with cursor.cursor.copy("COPY bench_stage FROM STDIN") as copy:
+            for t, tenant in enumerate(tenants):
+                for i in range(per_tenant):
+                    cluster = rng.randrange(args.clusters)
+                    doc = documents[t][min(i // per_doc, args.docs - 1)]
+                    text = " ".join(
+                        rng.choice(topics[cluster]) if rng.random() < 0.4 else rng.choice(common) for _ in range(80)
+                    )
+                    copy.write_row((str(tenant.pk), doc, i, cluster, text))
+        print(f"  texts staged in {time.perf_counter() - started:.0f} s", flush=True)
+        started = time.perf_counter()
+        cursor.execute(
+            "CREATE TABLE bench_centroid AS SELECT c AS id, "
+            "ARRAY(SELECT random() * 2 - 1 + 0 * c FROM generate_series(1, %s))::halfvec AS v "
+            "FROM generate_series(0, %s) c",
+            [args.dims, args.clusters - 1],
+        )
+        cursor.execute(
+            """
+            INSERT INTO documents_chunk (tenant_id, document_id, index, text, page_start, page_end, token_count,
+                                         char_start, char_end, embedding, embedding_model, embedding_dimensions)
+            SELECT s.tenant_id, s.document_id, s.idx, s.text, 1, 1, 100, 0, length(s.text),
+                   l2_normalize(c.v + ARRAY(SELECT (random() * 2 - 1) * 0.6 + 0 * s.idx
+                                            FROM generate_series(1, %s))::halfvec),
+                   'hashing-v1', %s
+            FROM bench_stage s JOIN bench_centroid c ON c.id = s.cluster
+            """,
+            [args.dims, args.dims],
+        )
+        print(f"  {args.chunks} embeddings generated and stored in {time.perf_counter() - started:.0f} s", flush=True)
+        cursor.execute("DROP TABLE bench_stage")
+        started = time.perf_counter()
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        cursor.execute(
+            "CREATE INDEX documents_chunk_embedding_hnsw ON documents_chunk "
+            "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
+        print(f"  HNSW index built in {time.perf_counter() - started:.0f} s", flush=True)
+        started = time.perf_counter()
+        cursor.execute(
+            "CREATE INDEX documents_chunk_search_gin ON documents_chunk USING gin (tenant_id, search_vector)"
+        )
+        cursor.execute("VACUUM ANALYZE documents_chunk")
+        cursor.execute("VACUUM ANALYZE documents_document")
+        print(f"  GIN index + analyze in {time.perf_counter() - started:.0f} s", flush=True)
+    return tenants, topics, documents
+
+
+def query_vector(cluster: int, dims: int) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT l2_normalize(v + ARRAY(SELECT (random() * 2 - 1) * 0.6 + 0 * id FROM generate_series(1, %s))"
+            "::halfvec)::text FROM bench_centroid WHERE id = %s",
+            [dims, cluster],
+        )
+        return cursor.fetchone()[0]
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def semantic(
+    tenant: Any, literal: str, *, exact: bool, k: int, document_ids: list[str] | None = None
+) -> tuple[float, list[int]]:
+    """The semantic SQL of documents.search (in its own transaction), timed; returns the chunk ids."""
+    from django.db import connection, transaction
+
+    from documents import search
+
+    vector = [float(v) for v in literal.strip("[]").split(",")]
+    where, params = search._filters(tenant, None, document_ids)
+    with transaction.atomic(), connection.cursor() as cursor:
+        started = time.perf_counter()
+        rows = search.semantic_rows(
+            cursor,
+            tenant=tenant,
+            vector=vector,
+            model="hashing-v1",
+            dimensions=len(vector),
+            limit=k,
+            where=where,
+            params=params,
+            exact=exact,
+        )
+        elapsed = time.perf_counter() - started
+    return elapsed, [r.chunk_id for r in rows]
+
+
+def naive(tenant: Any, literal: str, k: int) -> tuple[float, list[int]]:
+    """What a plain query gets: the planner's choice, default ef_search, no iterative scan."""
+    from django.db import connection, transaction
+
+    sql = """SELECT c.id FROM documents_chunk c JOIN documents_document d ON d.id = c.document_id
+             WHERE c.tenant_id = %s AND d.tenant_id = %s AND d.status = 'ready'
+             ORDER BY c.embedding <=> %s::halfvec LIMIT %s"""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")  # otherwise the planner avoids the index altogether
+        started = time.perf_counter()
+        cursor.cursor.execute(sql, [tenant.pk, tenant.pk, literal, k], prepare=False)
+        ids = [r[0] for r in cursor.fetchall()]
+        return time.perf_counter() - started, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--docs", type=int, default=100, help="documents per tenant")
+    parser.add_argument("--dims", type=int, default=1536)
+    parser.add_argument("--clusters", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--top-k", type=int, default=10)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="documind-bench-search-") as var_dir:
+        configure(var_dir)
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.test import Client
+
+        from accounts.authentication import tokens_for_user
+        from accounts.models import User
+        from documents.search import search_chunks
+
+        call_command("migrate", verbosity=0)
+        print(f"Loading {args.chunks} chunks × {args.dims} dims over {args.tenants} tenants...", flush=True)
+        tenants, topics, documents = load(args)
+        rng = random.Random(11)
+        k = args.top_k
+        print(
+            f"SEARCH_EF_SEARCH={settings.SEARCH_EF_SEARCH} SEARCH_EXACT_MAX_CHUNKS={settings.SEARCH_EXACT_MAX_CHUNKS}"
+            f"; {args.chunks // args.tenants} chunks per tenant; top {k}"
+        )
+
+        queries = [
+            (rng.choice(tenants), query_vector(rng.randrange(args.clusters), args.dims)) for _ in range(args.queries)
+        ]
+        cold, _ = semantic(queries[0][0], queries[0][1], exact=False, k=k)
+        print(f"  first query (cold)       {cold * 1000:7.2f} ms")
+        for tenant, literal in queries[:10]:
+            semantic(tenant, literal, exact=False, k=k)
+
+        ann_times, exact_times, naive_times, recalls, naive_recalls = [], [], [], [], []
+        for tenant, literal in queries:
+            seconds, ann_ids = semantic(tenant, literal, exact=False, k=k)
+            ann_times.append(seconds)
+            seconds, exact_ids = semantic(tenant, literal, exact=True, k=k)
+            exact_times.append(seconds)
+            seconds, naive_ids = naive(tenant, literal, k)
+            naive_times.append(seconds)
+            recalls.append(len(set(ann_ids) & set(exact_ids)) / max(len(exact_ids), 1))
+            naive_recalls.append(len(set(naive_ids) & set(exact_ids)) / max(len(exact_ids), 1))
+        print(
+            f"semantic SQL, HNSW + iterative scan  {percentiles(ann_times)}   recall@{k} {statistics.mean(recalls):.3f}"
+        )
+        print(f"semantic SQL, exact (tenant filter)  {percentiles(exact_times)}   recall@{k} 1 (reference)")
+        print(
+            f"semantic SQL, naive HNSW (for contrast) {percentiles(naive_times)}   recall@{k} {statistics.mean(naive_recalls):.3f}"
+        )
+
+        for size in (10, 20, 50, args.docs):
+            times = []
+            for tenant, literal in queries[:50]:
+                docs = documents[tenants.index(tenant)][:size]
+                times.append(semantic(tenant, literal, exact=True, k=k, document_ids=docs)[0])
+            print(
+                f"  exact over {size * (args.chunks // args.tenants // args.docs):>6} candidate chunks  {percentiles(times)}"
+            )
+
+        from django.db import connection, transaction
+
+        from documents import search
+
+        keyword_times = []
+        texts = []
+        for tenant, _ in queries:
+            topic = topics[rng.randrange(args.clusters)]
+            text = " ".join(rng.sample(topic, 3))
+            texts.append((tenant, text))
+            where, params = search._filters(tenant, None, None)
+            with transaction.atomic(), connection.cursor() as cursor:
+                started = time.perf_counter()
+                search.keyword_rows(cursor, tenant=tenant, query=text, limit=k, where=where, params=params)
+                seconds = time.perf_counter() - started
+            keyword_times.append(seconds)
+        print(f"keyword SQL (3 words OR-ed)          {percentiles(keyword_times)}")
+
+        from documents.search import plan_search
+
+        plan = plan_search(tenant=tenants[0])
+        print(
+            f"search_chunks() plans {'EXACT' if plan.exact else 'HNSW'} for a tenant's {plan.candidate_chunks} chunks"
+        )
+        service_times = [timed(lambda t=t, q=q: search_chunks(tenant=t, query=q, top_k=k))[0] for t, q in texts]
+        print(f"search_chunks(), hybrid              {percentiles(service_times)}")
+
+        clients = {}
+        for tenant in tenants:
+            user = User.objects.get(tenant=tenant)
+            clients[tenant.pk] = Client(
+                HTTP_AUTHORIZATION=f"Bearer {tokens_for_user(user)['access']}", HTTP_X_TENANT_ID=tenant.slug
+            )
+        api_times = []
+        for tenant, text in texts:
+            client = clients[tenant.pk]
+            seconds, response = timed(
+                lambda c=client, q=text: c.post(
+                    "/api/v1/search/", {"query": q, "top_k": k}, content_type="application/json"
+                )
+            )
+            assert response.status_code == 200, response.content[:300]
+            api_times.append(seconds)
+        print(f"POST /api/v1/search/, hybrid         {percentiles(api_times)}")
+
+
+if __name__ == "__main__":
+    main()

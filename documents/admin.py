@@ -1,0 +1,136 @@
+"""Operators' admin: projects, documents (status filter, reprocess and delete actions), chunks (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from config.errors import Conflict
+from documents import services
+from documents.models import Chunk, Document, Project
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "tenant", "created_at", "updated_at")
+    list_filter = ("tenant",)
+    search_fields = ("name", "description", "tenant__slug")
+    list_select_related = ("tenant",)
+    ordering = ("tenant__slug", "name")
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = (
+        "title",
+        "tenant",
+        "owner",
+        "project",
+        "status",
+        "progress",
+        "stage",
+        "page_count",
+        "chunk_count",
+        "size",
+        "created_at",
+    )
+    list_filter = ("status", "tenant", "embedding_model")
+    search_fields = ("title", "original_filename", "sha256", "owner__email", "tenant__slug")
+    list_select_related = ("tenant", "owner", "project")
+    raw_id_fields = ("owner", "project", "task")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    readonly_fields = (
+        "id",
+        "file",
+        "original_filename",
+        "content_type",
+        "size",
+        "sha256",
+        "status",
+        "progress",
+        "stage",
+        "page_count",
+        "chunk_count",
+        "error",
+        "task",
+        "embedding_model",
+        "embedding_dimensions",
+        "created_at",
+        "updated_at",
+        "processed_at",
+    )
+    actions = ("reprocess_documents", "delete_documents")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # the bulk delete would skip cancelling ingestion and removing files
+        return actions
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # documents come in through the API or `manage.py ingest`
+
+    @admin.action(description="Reprocess (ingest again)")
+    def reprocess_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        queued, skipped = 0, 0
+        for document in queryset.select_related("owner"):
+            try:
+                services.document_reprocess(document=document, user=document.owner)
+                queued += 1
+            except Conflict:
+                skipped += 1
+        self.message_user(
+            request,
+            f"{queued} document(s) queued for reprocessing; {skipped} already in progress.",
+            messages.SUCCESS if queued else messages.WARNING,
+        )
+
+    @admin.action(description="Delete with chunks and files (cancels ingestion)")
+    def delete_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        count = 0
+        for document in queryset:
+            services.document_delete(document=document)
+            count += 1
+        self.message_user(request, f"{count} document(s) deleted.", messages.SUCCESS)
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        services.document_delete(document=obj)
+
+
+@admin.register(Chunk)
+class ChunkAdmin(admin.ModelAdmin):
+    list_display = ("document", "index", "page_start", "page_end", "token_count", "embedding_model", "tenant")
+    list_filter = ("embedding_model", "tenant")
+    search_fields = ("text", "document__title")
+    list_select_related = ("document", "tenant")
+    ordering = ("document", "index")
+    exclude = ("embedding",)
+    readonly_fields = (
+        "tenant",
+        "document",
+        "index",
+        "text",
+        "page_start",
+        "page_end",
+        "token_count",
+        "char_start",
+        "char_end",
+        "embedding_model",
+        "embedding_dimensions",
+    )
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Chunk]:
+        return super().get_queryset(request).defer("embedding", "search_vector")

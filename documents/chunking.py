@@ -1,0 +1,134 @@
+"""Token windows over a document's text, each keeping its page range and character offsets.
+
+The pages' texts are joined with a blank line into one string; tiktoken (loaded offline by
+:mod:`documents.tokenizer`) encodes it once and :meth:`tiktoken.Encoding.decode_with_offsets` maps
+tokens back to characters. A window is ``CHUNK_TOKENS`` tokens; the next one starts ``CHUNK_OVERLAP``
+tokens before the previous end. A window ends early (in its last quarter) after a paragraph or
+sentence end when there is one, so chunks rarely cut a sentence. Chunk text is sliced from the
+string by character offsets, so a token boundary inside a multi-byte character (common in Persian)
+never produces a broken character.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from documents.extraction import PageText
+from documents.tokenizer import get_encoding
+
+PAGE_SEPARATOR = "\n\n"
+_SENTENCE_ENDS = (b".", b"!", b"?", "؟".encode(), "۔".encode(), b".\n")
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    index: int
+    text: str
+    page_start: int
+    page_end: int
+    token_count: int
+    char_start: int
+    char_end: int
+
+
+def join_pages(pages: Sequence[PageText]) -> tuple[str, list[int], list[int]]:
+    """The document text, and for each page with text its start offset and page number."""
+    parts: list[str] = []
+    starts: list[int] = []
+    numbers: list[int] = []
+    offset = 0
+    for page in pages:
+        if not page.text:
+            continue
+        if parts:
+            parts.append(PAGE_SEPARATOR)
+            offset += len(PAGE_SEPARATOR)
+        starts.append(offset)
+        numbers.append(page.number)
+        parts.append(page.text)
+        offset += len(page.text)
+    return "".join(parts), starts, numbers
+
+
+def _break_score(token_bytes: bytes, next_bytes: bytes) -> int:
+    """How good a place the end of this token is to end a chunk (0: inside a word)."""
+    if b"\n\n" in token_bytes:
+        return 4
+    if b"\n" in token_bytes:
+        return 3
+    if token_bytes.rstrip().endswith(_SENTENCE_ENDS):
+        return 2
+    if token_bytes[-1:].isspace() or next_bytes[:1].isspace() or not next_bytes:
+        return 1
+    return 0
+
+
+def _starts_word(token_bytes: bytes) -> bool:
+    return token_bytes[:1].isspace()
+
+
+def chunk_pages(
+    pages: Sequence[PageText], *, chunk_tokens: int, overlap: int, encoding_name: str = "cl100k_base"
+) -> list[ChunkData]:
+    """Split the pages' text into overlapping token windows."""
+    if chunk_tokens <= 0:
+        raise ValueError("chunk_tokens must be positive")
+    overlap = max(0, min(overlap, chunk_tokens // 2))
+    text, page_starts, page_numbers = join_pages(pages)
+    if not text.strip():
+        return []
+    encoding = get_encoding(encoding_name)
+    tokens = encoding.encode(text, disallowed_special=())
+    _, offsets = encoding.decode_with_offsets(tokens)
+    total = len(tokens)
+
+    def char_at(token_index: int) -> int:
+        return len(text) if token_index >= total else offsets[token_index]
+
+    def token_bytes(token_index: int) -> bytes:
+        return encoding.decode_single_token_bytes(tokens[token_index]) if token_index < total else b""
+
+    def page_of(char_offset: int) -> int:
+        return page_numbers[max(0, bisect.bisect_right(page_starts, char_offset) - 1)]
+
+    chunks: list[ChunkData] = []
+    start = 0
+    while start < total:
+        end = min(start + chunk_tokens, total)
+        if end < total:
+            # Prefer to end after a paragraph / line / sentence / word in the window's last quarter.
+            best, best_score = end, -1
+            for candidate in range(end - 1, start + (3 * chunk_tokens) // 4 - 1, -1):
+                score = _break_score(token_bytes(candidate), token_bytes(candidate + 1))
+                if score > best_score:
+                    best, best_score = candidate + 1, score
+                    if score == 4:
+                        break
+            end = best
+        char_start, char_end = char_at(start), char_at(end)
+        piece = text[char_start:char_end]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            char_start += lead
+            char_end = char_start + len(stripped)
+            chunks.append(
+                ChunkData(
+                    index=len(chunks),
+                    text=stripped,
+                    page_start=page_of(char_start),
+                    page_end=page_of(max(char_start, char_end - 1)),
+                    token_count=end - start,
+                    char_start=char_start,
+                    char_end=char_end,
+                )
+            )
+        if end >= total:
+            break
+        next_start = max(end - overlap, start + 1)
+        # Start the overlap on a word boundary when one is near: a little earlier, else a little later.
+        nearby = [*range(next_start, max(start, next_start - 12), -1), *range(next_start + 1, min(end, next_start + 8))]
+        start = next((c for c in nearby if _starts_word(token_bytes(c))), next_start)
+    return chunks

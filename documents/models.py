@@ -1,0 +1,168 @@
+"""Projects (workspaces), documents (uploaded PDFs) and their chunks (text + pgvector embedding)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from pgvector.django import HalfVectorField, HnswIndex
+
+from tenants.models import Tenant, TenantOwnedModel
+
+# The width of the vector column. Providers configured with fewer dimensions (EMBEDDING_DIMENSIONS,
+# e.g. text-embedding-3-small at 512) are zero-padded to it, which leaves cosine distances unchanged.
+VECTOR_DIMENSIONS = 1536
+# The text search configuration: 'simple' lower-cases and splits without stemming or stop words,
+# so Persian, Arabic and any other language index as well as English.
+TS_CONFIG = "simple"
+
+
+def default_settings() -> dict[str, Any]:
+    return {}
+
+
+class Project(TenantOwnedModel):
+    """A workspace grouping documents; it scopes search and chat."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    settings = models.JSONField(default=default_settings, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="documents_project_unique_tenant_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def document_upload_to(instance: Document, filename: str) -> str:
+    """``tenants/<tenant id>/documents/<document id>.pdf``: one folder per tenant, no user-chosen names."""
+    return f"tenants/{instance.tenant_id}/documents/{instance.id}.pdf"
+
+
+class Document(TenantOwnedModel):
+    """An uploaded PDF and the state of its ingestion.
+
+    State machine (the pipeline and the services make only these moves; :meth:`can_transition`)::
+
+        pending    -> processing | failed          (a worker picks it up / it cannot be queued)
+        processing -> ready | failed | pending     (done / typed error or cancel / redelivered or retried)
+        ready      -> pending                      (reprocess)
+        failed     -> pending | processing         (reprocess / the ledger's retry runs the same task row)
+
+    Only ``ready`` documents are searched. Chunks are replaced as a whole in the transaction that
+    makes a document ``ready``, so a redelivered task never duplicates them.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    TRANSITIONS: ClassVar[dict[str, set[str]]] = {
+        Status.PENDING: {Status.PROCESSING, Status.FAILED},
+        Status.PROCESSING: {Status.READY, Status.FAILED, Status.PENDING},
+        Status.READY: {Status.PENDING},
+        Status.FAILED: {Status.PENDING, Status.PROCESSING},
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="documents")
+    title = models.CharField(max_length=255)
+    file = models.FileField(upload_to=document_upload_to, max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=100, default="application/pdf")
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=40, blank=True)
+    page_count = models.PositiveIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    error = models.JSONField(null=True, blank=True)  # {"type": "pdf_no_text", "message": ...}
+    task = models.ForeignKey("tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    embedding_model = models.CharField(max_length=100, blank=True)
+    embedding_dimensions = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "sha256"], name="documents_document_unique_tenant_sha256"),
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="documents_document_progress_lte_100"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "status"], name="documents_doc_tenant_status"),
+            models.Index(fields=["tenant", "project", "status"], name="documents_doc_tenant_project"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @classmethod
+    def can_transition(cls, old: str, new: str) -> bool:
+        return old == new or new in cls.TRANSITIONS.get(old, set())
+
+
+class Chunk(models.Model):
+    """A window of a document's text with its page range, offsets and embedding.
+
+    ``search_vector`` is generated by PostgreSQL from ``text`` (config ``simple``), GIN-indexed
+    together with the tenant.
+    ``embedding`` is a ``halfvec`` with an HNSW index for cosine distance, stored in the row
+    (``STORAGE PLAIN``, set by the migration) rather than in TOAST.
+    """
+
+    # Not a TenantOwnedModel: the tenant column carries no B-tree of its own, so that the planner
+    # does not trade the HNSW index for a tenant scan + exact sort (see documents.search).
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    page_start = models.PositiveIntegerField()
+    page_end = models.PositiveIntegerField()
+    token_count = models.PositiveIntegerField()
+    char_start = models.PositiveIntegerField()
+    char_end = models.PositiveIntegerField()
+    embedding = HalfVectorField(dimensions=VECTOR_DIMENSIONS)
+    embedding_model = models.CharField(max_length=100)
+    embedding_dimensions = models.PositiveIntegerField()
+    search_vector = models.GeneratedField(
+        expression=SearchVector("text", config=TS_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["document", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "index"], name="documents_chunk_unique_document_index"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="documents_chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            ),
+            # Tenant first (btree_gin): a keyword search reads only its own tenant's postings.
+            GinIndex(fields=["tenant", "search_vector"], name="documents_chunk_search_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.index}"

@@ -1,0 +1,190 @@
+"""API shapes of projects, documents, chunks and search (separate input and output where they differ)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from documents.models import Chunk, Document, Project
+from documents.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
+from tenants.scoping import request_tenant
+
+
+@extend_schema_field(OpenApiTypes.UUID)
+class TenantProjectField(serializers.PrimaryKeyRelatedField):
+    """A project of the request's tenant (another tenant's id is simply "does not exist")."""
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        return Project.objects.for_tenant(request_tenant(request) if request else None)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    document_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "settings", "document_count", "created_at", "updated_at"]
+        read_only_fields = ["id", "document_count", "created_at", "updated_at"]
+
+    def validate_name(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+    def validate_settings(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class DocumentTaskSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    stage = serializers.CharField()
+    attempts = serializers.IntegerField()
+
+
+class DocumentErrorSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="e.g. `pdf_no_text`, `embedding_failed`, `cancelled`.")
+    message = serializers.CharField()
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    """A document as the API shows it (read-only)."""
+
+    owner = serializers.UUIDField(source="owner_id", read_only=True)
+    project = serializers.UUIDField(source="project_id", read_only=True, allow_null=True)
+    task = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "title",
+            "project",
+            "owner",
+            "original_filename",
+            "content_type",
+            "size",
+            "sha256",
+            "status",
+            "progress",
+            "stage",
+            "page_count",
+            "chunk_count",
+            "error",
+            "task",
+            "embedding_model",
+            "embedding_dimensions",
+            "created_at",
+            "updated_at",
+            "processed_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(DocumentTaskSerializer(allow_null=True))
+    def get_task(self, document: Document) -> dict[str, Any] | None:
+        task = document.task
+        if task is None:
+            return None
+        return {
+            "id": task.pk,
+            "status": task.status,
+            "progress": task.progress,
+            "stage": task.stage,
+            "attempts": task.attempts,
+        }
+
+    @extend_schema_field(DocumentErrorSerializer(allow_null=True))
+    def get_error(self, document: Document) -> dict[str, Any] | None:
+        return document.error or None
+
+
+class DocumentUploadResponseSerializer(DocumentSerializer):
+    duplicate = serializers.BooleanField(read_only=True, help_text="True when these bytes were uploaded before.")
+
+    class Meta(DocumentSerializer.Meta):
+        fields = [*DocumentSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
+class DocumentUploadSerializer(serializers.Serializer):
+    """multipart/form-data: ``file`` (a PDF), optional ``title`` and ``project``.
+
+    The file itself is checked by :func:`documents.uploads.check_pdf_upload` (so that every refusal
+    has its own status code); here it is only required.
+    """
+
+    file = serializers.FileField(
+        required=False,
+        allow_empty_file=True,
+        use_url=False,
+        help_text=f"A PDF of at most {settings.MAX_UPLOAD_MB} MB and {settings.MAX_PDF_PAGES} pages.",
+    )
+    title = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    project = TenantProjectField(required=False, allow_null=True)
+
+
+class DocumentUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(required=False, max_length=255)
+    project = TenantProjectField(required=False, allow_null=True)
+
+    def validate_title(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+
+class ChunkSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Chunk
+        fields = [
+            "id",
+            "index",
+            "text",
+            "page_start",
+            "page_end",
+            "token_count",
+            "char_start",
+            "char_end",
+            "embedding_model",
+            "embedding_dimensions",
+        ]
+        read_only_fields = fields
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    query = serializers.CharField(min_length=1, max_length=MAX_QUERY_CHARS, trim_whitespace=True)
+    top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=8)
+    mode = serializers.ChoiceField(choices=MODES, default="hybrid")
+    project = TenantProjectField(required=False, allow_null=True)
+    document_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, allow_null=True, max_length=1000
+    )
+
+
+class SearchHitSerializer(serializers.Serializer):
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.UUIDField()
+    document_title = serializers.CharField()
+    page_start = serializers.IntegerField()
+    page_end = serializers.IntegerField()
+    text = serializers.CharField()
+    score = serializers.FloatField()
+    retrievers = serializers.ListField(child=serializers.ChoiceField(choices=["semantic", "keyword"]))
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    mode = serializers.CharField()
+    top_k = serializers.IntegerField()
+    results = SearchHitSerializer(many=True)

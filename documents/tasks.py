@@ -1,0 +1,35 @@
+"""Celery tasks of the documents app: thin interfaces over :mod:`documents.ingestion`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from documents.ingestion import document_ingest
+from tasks.models import Task
+from tasks.registry import register_background
+from tasks.tracking import TrackedTask
+
+
+@shared_task(
+    base=TrackedTask,
+    bind=True,
+    name="documents.ingest",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def ingest_document(self: Any, document_id: str, *, task_row_id: str | None = None) -> dict[str, Any]:
+    """Ingest document ``document_id`` for ledger row ``task_row_id``.
+
+    Late acks with reject-on-worker-lost: a worker killed mid-run gives the message back and the
+    next run replaces whatever the first one left. No Celery-level retries: the embedding client
+    retries each request itself (see :mod:`documents.embeddings`), and a failed document is run
+    again by ``POST /documents/{id}/reprocess/`` or ``POST /tasks/{id}/retry/``. Returns quietly
+    (and the row completes) when the document is gone.
+    """
+    return document_ingest(document_id=document_id, task_row_id=task_row_id)
+
+
+register_background(Task.Kind.DOCUMENT_INGESTION, ingest_document)

@@ -1,0 +1,213 @@
+"""The documents API besides upload: list, retrieve, patch, delete, reprocess, chunks, file; tenancy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from documents.models import Chunk, Document
+from tasks.models import Task
+from tests.crosstenant import assert_envelope, assert_isolated, assert_requires_auth
+from tests.documents.conftest import DOCUMENTS_URL, ingest, known_pages
+from tests.documents.pdfs import filler, make_pdf
+from tests.factories import UserFactory
+
+
+def detail(document: Document, suffix: str = "") -> str:
+    return f"{DOCUMENTS_URL}{document.pk}/{suffix}"
+
+
+def test_retrieve_shows_status_counts_and_task(api: APIClient, ready_document: Any) -> None:
+    document = ready_document()
+    body = api.get(detail(document)).json()
+    assert body["id"] == str(document.pk)
+    assert (body["status"], body["progress"], body["stage"]) == ("ready", 100, "done")
+    assert body["page_count"] == 3 and body["chunk_count"] == document.chunk_count > 0
+    assert body["size"] == document.size and body["sha256"] == document.sha256
+    assert body["error"] is None
+    assert body["task"]["id"] == document.task_id
+    assert body["embedding_model"] == "hashing-v1"
+
+
+def test_failed_document_shows_its_typed_error(api: APIClient, uploaded: Any) -> None:
+    from documents.ingestion import IngestionFailed
+    from tests.documents.pdfs import make_image_pdf
+
+    document = uploaded(make_image_pdf())
+    with pytest.raises(IngestionFailed):
+        ingest(document)
+    body = api.get(detail(document)).json()
+    assert body["status"] == "failed"
+    assert body["error"]["type"] == "pdf_no_text"
+
+
+def test_list_filters_and_pagination(api: APIClient, uploaded: Any, ready_document: Any) -> None:
+    project = api.post("/api/v1/projects/", {"name": "P"}, format="json").json()
+    ready = ready_document(make_pdf([filler(50, 1)]), "alpha.pdf", title="Alpha report")
+    pending = uploaded(make_pdf([filler(50, 2)]), "beta.pdf", title="Beta notes", project=project["id"])
+    uploaded(make_pdf([filler(50, 3)]), "gamma.pdf", title="Gamma report")
+
+    def ids(query: str) -> list[str]:
+        response = api.get(DOCUMENTS_URL + query)
+        assert response.status_code == 200, response.content
+        return [d["id"] for d in response.json()["results"]]
+
+    assert len(ids("")) == 3
+    assert ids("?status=ready") == [str(ready.pk)]
+    assert len(ids("?status=ready&status=pending")) == 3
+    assert ids(f"?project={project['id']}") == [str(pending.pk)]
+    assert set(ids("?title=report")) == {str(ready.pk), ids("?title=gamma")[0]}
+    assert len(ids("?search=beta")) == 1
+    page = api.get(DOCUMENTS_URL + "?page_size=2").json()
+    assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
+    assert_envelope(api.get(DOCUMENTS_URL + "?status=bogus"), 400, "validation_error")
+
+
+def test_list_query_count_does_not_grow_with_documents(api: APIClient, uploaded: Any) -> None:
+    for seed in range(2):
+        uploaded(make_pdf([filler(20, seed)]), f"{seed}.pdf")
+    with CaptureQueriesContext(connection) as few:
+        assert api.get(DOCUMENTS_URL).status_code == 200
+    for seed in range(2, 6):
+        uploaded(make_pdf([filler(20, seed)]), f"{seed}.pdf")
+    with CaptureQueriesContext(connection) as many:
+        assert len(api.get(DOCUMENTS_URL).json()["results"]) == 6
+    assert len(many) == len(few) <= 8
+
+
+def test_members_see_the_tenants_documents(client_for: Any, tenant: Any, uploaded: Any) -> None:
+    document = uploaded()
+    colleague = UserFactory(tenant=tenant, role=User.Role.MEMBER)
+    assert client_for(colleague).get(detail(document)).status_code == 200
+
+
+def test_patch_title_and_project(api: APIClient, uploaded: Any) -> None:
+    document = uploaded()
+    project = api.post("/api/v1/projects/", {"name": "Q3"}, format="json").json()
+    response = api.patch(detail(document), {"title": "Renamed", "project": project["id"]}, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["title"], response.json()["project"]) == ("Renamed", project["id"])
+    response = api.patch(detail(document), {"project": None}, format="json")
+    assert response.json()["project"] is None
+    assert_envelope(api.patch(detail(document), {"title": "  "}, format="json"), 400, "validation_error")
+    assert_envelope(api.put(detail(document), {"title": "x"}, format="json"), 405)
+
+
+def test_patch_to_another_tenants_project_is_refused(
+    api: APIClient, client_for: Any, other_user: User, uploaded: Any
+) -> None:
+    document = uploaded()
+    foreign = client_for(other_user).post("/api/v1/projects/", {"name": "Theirs"}, format="json").json()
+    assert_envelope(api.patch(detail(document), {"project": foreign["id"]}, format="json"), 400, "validation_error")
+    document.refresh_from_db()
+    assert document.project_id is None
+
+
+def test_only_the_owner_or_an_admin_changes_a_document(
+    client_for: Any, tenant: Any, uploaded: Any, admin_api: APIClient
+) -> None:
+    document = uploaded()
+    colleague = client_for(UserFactory(tenant=tenant, role=User.Role.MEMBER))
+    viewer = client_for(UserFactory(tenant=tenant, role=User.Role.VIEWER))
+    for client in (colleague, viewer):
+        assert_envelope(client.patch(detail(document), {"title": "mine now"}, format="json"), 403, "permission_denied")
+        assert_envelope(client.delete(detail(document)), 403, "permission_denied")
+        assert_envelope(client.post(detail(document, "reprocess/")), 403, "permission_denied")
+    assert admin_api.patch(detail(document), {"title": "by admin"}, format="json").status_code == 200
+
+
+def test_delete_removes_row_chunks_and_file_and_cancels_ingestion(
+    api: APIClient, uploaded: Any, ready_document: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    ready = ready_document()
+    path = Path(ready.file.path)
+    assert path.exists() and Chunk.objects.filter(document=ready).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):  # the file goes when the deletion commits
+        assert api.delete(detail(ready)).status_code == 204
+
+    assert not Document.objects.filter(pk=ready.pk).exists()
+    assert not Chunk.objects.filter(document_id=ready.pk).exists()
+    assert not path.exists()
+    assert_envelope(api.get(detail(ready)), 404, "not_found")
+
+    running = uploaded(make_pdf(["still pending"]))
+    task = Task.objects.get(pk=running.task_id)
+    assert api.delete(detail(running)).status_code == 204
+    task.refresh_from_db()
+    assert task.status == Task.Status.CANCELLED
+
+
+def test_reprocess(api: APIClient, uploaded: Any) -> None:
+    document = uploaded()
+    first_task = document.task_id
+    assert_envelope(api.post(detail(document, "reprocess/")), 409, "conflict")  # its ingestion is still pending
+
+    ingest(document)
+    chunk_ids = set(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    response = api.post(detail(document, "reprocess/"))
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["status"], body["progress"], body["stage"]) == ("pending", 0, "queued")
+    assert body["task"]["id"] != first_task and body["task"]["status"] == "pending"
+
+    ingest(document)
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY
+    new_ids = set(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    assert len(new_ids) == len(chunk_ids) and not new_ids & chunk_ids
+
+
+def test_chunks_are_listed_in_order_and_paginated(api: APIClient, ready_document: Any, settings: Any) -> None:
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 60, 10
+    document = ready_document(make_pdf(known_pages()))
+    body = api.get(detail(document, "chunks/") + "?page_size=3").json()
+    assert body["count"] == document.chunk_count > 3
+    assert [c["index"] for c in body["results"]] == [0, 1, 2]
+    first = body["results"][0]
+    assert set(first) >= {"id", "index", "text", "page_start", "page_end", "token_count", "char_start", "char_end"}
+    assert "embedding" not in first
+    rest = api.get(body["next"]).json()
+    assert rest["results"][0]["index"] == 3
+
+
+def test_file_download(api: APIClient, uploaded: Any) -> None:
+    data = make_pdf(known_pages())
+    document = uploaded(data, "Annual Report.pdf")
+    response = api.get(detail(document, "file/"))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert "Annual Report.pdf" in response["Content-Disposition"]
+    assert b"".join(response.streaming_content) == data
+
+
+def test_every_document_endpoint_is_isolated_between_tenants(
+    api: APIClient, client_for: Any, other_user: User, ready_document: Any
+) -> None:
+    document = ready_document()
+    foreign = client_for(other_user)
+    assert_isolated(detail(document), api, foreign, verbs=("get", "patch", "delete"), body={"title": "stolen"})
+    assert_isolated(detail(document, "chunks/"), api, foreign, verbs=("get",))
+    assert_isolated(detail(document, "file/"), api, foreign, verbs=("get",))
+    assert_envelope(foreign.post(detail(document, "reprocess/")), 404, "not_found")
+    assert foreign.get(DOCUMENTS_URL).json()["count"] == 0
+    document.refresh_from_db()
+    assert document.title != "stolen" and document.status == Document.Status.READY
+
+
+def test_document_endpoints_require_authentication(anon_api: APIClient, uploaded: Any) -> None:
+    document = uploaded()
+    for url in (DOCUMENTS_URL, detail(document), detail(document, "chunks/"), detail(document, "file/")):
+        assert_requires_auth(url, anon_api)
+    assert_requires_auth(detail(document, "reprocess/"), anon_api, verbs=("post",))
+
+
+def test_unknown_document_is_404(api: APIClient) -> None:
+    assert_envelope(api.get(DOCUMENTS_URL + "00000000-0000-0000-0000-000000000000/"), 404, "not_found")
+    assert_envelope(api.get(DOCUMENTS_URL + "not-a-uuid/"), 404)

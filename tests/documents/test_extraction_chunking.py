@@ -1,0 +1,143 @@
+"""Extractors (pypdf, PDFium), their guards, text clean-up and chunking, on real PDFs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from documents.chunking import PAGE_SEPARATOR, chunk_pages, join_pages
+from documents.extraction import (
+    PageText,
+    PdfEncrypted,
+    PdfInvalid,
+    PypdfExtractor,
+    clean_text,
+    get_extractor,
+    looks_like_pdf,
+    rtl_share,
+)
+from documents.tokenizer import count_tokens
+from tests.documents.pdfs import (
+    PERSIAN_SENTENCE,
+    encrypt_pdf,
+    filler,
+    make_blank_pdf,
+    make_image_pdf,
+    make_pdf,
+    make_persian_pdf,
+)
+
+EXTRACTORS = ["pypdf", "pypdfium2"]
+
+
+@pytest.mark.parametrize("name", EXTRACTORS)
+def test_pages_come_out_in_order_with_their_text(name: str) -> None:
+    data = make_pdf(["First page says alpha.", "Second page says beta.", "Third page says gamma."])
+    extractor = get_extractor(name)
+    assert extractor.page_count(data) == 3
+    pages = list(extractor.pages(data))
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert [p.text for p in pages] == ["First page says alpha.", "Second page says beta.", "Third page says gamma."]
+
+
+@pytest.mark.parametrize("name", EXTRACTORS)
+def test_persian_text_comes_out_in_logical_order(name: str) -> None:
+    pages = list(get_extractor(name).pages(make_persian_pdf([PERSIAN_SENTENCE])))
+    # the words, in reading order (a full stop at the line's visual end may come out first)
+    assert pages[0].text.replace(".", "").split() == PERSIAN_SENTENCE.replace(".", "").split()
+
+
+@pytest.mark.parametrize("name", EXTRACTORS)
+def test_image_pages_have_no_text(name: str) -> None:
+    assert [p.text for p in get_extractor(name).pages(make_image_pdf(pages=2))] == ["", ""]
+
+
+@pytest.mark.parametrize("name", EXTRACTORS)
+def test_unreadable_and_locked_files(name: str) -> None:
+    extractor = get_extractor(name)
+    good = make_pdf(["text"])
+    with pytest.raises(PdfInvalid):
+        extractor.page_count(good[: len(good) // 2])
+    with pytest.raises(PdfInvalid):
+        extractor.page_count(b"%PDF-1.4\n" + b"\x00garbage" * 100)
+    with pytest.raises(PdfEncrypted):
+        extractor.page_count(encrypt_pdf(good, user_password="pw"))
+    assert extractor.page_count(encrypt_pdf(good, user_password="")) == 1
+    assert extractor.page_count(make_blank_pdf(7)) == 7
+
+
+def test_a_page_over_its_time_budget_is_skipped() -> None:
+    extractor = PypdfExtractor(page_timeout=0.000001)
+    pages = list(extractor.pages(make_pdf([filler(300), filler(300)])))
+    assert [p.skipped for p in pages] == [True, True]
+    assert [p.text for p in pages] == ["", ""]
+
+
+def test_page_text_is_capped() -> None:
+    pages = list(PypdfExtractor(max_page_chars=50).pages(make_pdf([filler(300)])))
+    assert 0 < len(pages[0].text) <= 50
+
+
+def test_unknown_extractor_is_an_error() -> None:
+    with pytest.raises(ValueError, match="PDF_EXTRACTOR"):
+        get_extractor("tesseract")
+
+
+def test_magic_bytes() -> None:
+    assert looks_like_pdf(b"%PDF-1.7\n...")
+    assert looks_like_pdf(b"\xef\xbb\xbf junk before %PDF-1.4")
+    assert not looks_like_pdf(b"\x89PNG\r\n\x1a\n")
+    assert not looks_like_pdf(b" " * 1024 + b"%PDF-1.4")
+
+
+def test_clean_text() -> None:
+    assert clean_text("a\x00b\tc   d\r\ne\u200cf\n\n\n\ng  ") == "ab c d\ne\u200cf\n\ng"
+    assert clean_text("\ufb01nd") == "find"  # ligature
+    assert clean_text("\ufe8e\ufe91") == "اب"  # Arabic presentation forms back to letters
+    assert rtl_share("سلام hello") == pytest.approx(4 / 9)
+    assert rtl_share("123") == 0.0
+
+
+def test_join_pages_skips_empty_pages() -> None:
+    text, starts, numbers = join_pages([PageText(1, "one"), PageText(2, ""), PageText(3, "three")])
+    assert text == "one" + PAGE_SEPARATOR + "three"
+    assert (starts, numbers) == ([0, 3 + len(PAGE_SEPARATOR)], [1, 3])
+
+
+def test_chunks_respect_size_overlap_offsets_and_pages() -> None:
+    pages = [PageText(1, filler(500, 1)), PageText(2, ""), PageText(3, filler(500, 2))]
+    text, _, _ = join_pages(pages)
+    chunks = chunk_pages(pages, chunk_tokens=100, overlap=20)
+
+    assert len(chunks) >= 10
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for chunk in chunks:
+        assert text[chunk.char_start : chunk.char_end] == chunk.text
+        assert 0 < chunk.token_count <= 100
+        assert abs(count_tokens(chunk.text) - chunk.token_count) <= 3
+        assert chunk.page_start in (1, 3) and chunk.page_end in (1, 3)
+    for before, after in itertools.pairwise(chunks):
+        assert after.char_start < before.char_end  # overlap
+        assert after.char_start > before.char_start  # progress
+    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(text)
+    assert any(c.page_start == 1 and c.page_end == 3 for c in chunks)  # one chunk spans the page break
+
+
+def test_chunks_prefer_sentence_ends() -> None:
+    pages = [PageText(1, filler(2000, 3))]  # a full stop every 12 words
+    chunks = chunk_pages(pages, chunk_tokens=100, overlap=10)
+    assert sum(c.text.endswith(".") for c in chunks[:-1]) >= len(chunks[:-1]) * 0.8
+
+
+def test_no_text_means_no_chunks() -> None:
+    assert chunk_pages([PageText(1, ""), PageText(2, "   ")], chunk_tokens=100, overlap=10) == []
+
+
+def test_persian_chunks_never_split_a_character() -> None:
+    text = (PERSIAN_SENTENCE + " ") * 40
+    chunks = chunk_pages([PageText(1, text)], chunk_tokens=37, overlap=7)
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert "\ufffd" not in chunk.text
+        assert text[chunk.char_start : chunk.char_end] == chunk.text

@@ -1,0 +1,86 @@
+"""``manage.py ingest``: bulk loading from files and folders, inline or queued."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import User
+from documents.models import Chunk, Document, Project
+from tasks.models import Task
+from tests.documents.conftest import KNOWN_SENTENCE, known_pages
+from tests.documents.pdfs import encrypt_pdf, filler, make_image_pdf, make_pdf
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("ingest", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.pdf").write_bytes(make_pdf(known_pages()))
+    (tmp_path / "sub" / "b.PDF").write_bytes(make_pdf([filler(100, seed=5)]))
+    (tmp_path / "notes.txt").write_text("not a pdf, and not picked up by the folder scan")
+    return tmp_path
+
+
+def test_ingests_a_folder_inline(folder: Path, tenant: Any, admin_user: User) -> None:
+    output = run(tenant.slug, str(folder), "--project", "Archive")
+
+    documents = Document.objects.filter(tenant=tenant)
+    assert documents.count() == 2
+    assert set(documents.values_list("status", flat=True)) == {"ready"}
+    assert set(documents.values_list("owner", flat=True)) == {admin_user.pk}
+    project = Project.objects.get(tenant=tenant, name="Archive")
+    assert set(documents.values_list("project", flat=True)) == {project.pk}
+    assert Chunk.objects.filter(tenant=tenant, text__contains=KNOWN_SENTENCE).exists()
+    assert set(Task.objects.filter(tenant=tenant).values_list("status", flat=True)) == {"completed"}
+    assert "1/2 a.pdf: ready" in output and "2/2 b.PDF: ready" in output
+    assert "Done in" in output and "2 ready" in output
+
+    again = run(tenant.slug, str(folder / "a.pdf"), "--no-progress")
+    assert "duplicate" in again
+    assert Document.objects.filter(tenant=tenant).count() == 2
+
+
+def test_reports_failures_and_exits_non_zero(tmp_path: Path, tenant: Any, user: User) -> None:
+    (tmp_path / "scan.pdf").write_bytes(make_image_pdf())
+    (tmp_path / "locked.pdf").write_bytes(encrypt_pdf(make_pdf(["x"]), user_password="pw"))
+    (tmp_path / "ok.pdf").write_bytes(make_pdf(["fine text here"]))
+    out = StringIO()
+    with pytest.raises(CommandError, match="2 of 3"):
+        call_command("ingest", tenant.slug, str(tmp_path), "--owner", user.email, stdout=out)
+    output = out.getvalue()
+    assert "locked.pdf: failed: pdf_encrypted" in output
+    assert "scan.pdf: failed: pdf_no_text" in output
+    assert "ok.pdf: ready" in output
+    assert Document.objects.get(tenant=tenant, original_filename="scan.pdf").status == "failed"
+    assert not Document.objects.filter(tenant=tenant, original_filename="locked.pdf").exists()
+
+
+def test_queue_hands_files_to_the_workers(
+    folder: Path, tenant: Any, admin_user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        output = run(tenant.slug, str(folder), "--queue")
+    assert output.count("queued") >= 2
+    assert len(callbacks) == 2
+    assert set(Document.objects.filter(tenant=tenant).values_list("status", flat=True)) == {"pending"}
+
+
+def test_bad_arguments(tmp_path: Path, tenant: Any, admin_user: User) -> None:
+    with pytest.raises(CommandError, match="No tenant"):
+        run("nope", str(tmp_path))
+    with pytest.raises(CommandError, match="No such file"):
+        run(tenant.slug, str(tmp_path / "missing.pdf"))
+    with pytest.raises(CommandError, match="No PDF files"):
+        run(tenant.slug, str(tmp_path))
+    with pytest.raises(CommandError, match="No active user"):
+        run(tenant.slug, str(tmp_path), "--owner", "ghost@acme.test")

@@ -1,0 +1,230 @@
+"""The ingestion pipeline, run in this process on real PDFs (the worker tests run it in Celery)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from accounts.models import User
+from documents.ingestion import IngestionFailed, document_ingest
+from documents.models import Chunk, Document
+from documents.services import document_delete
+from tasks.events import user_group
+from tasks.models import Task
+from tasks.services import task_cancel
+from tasks.tracking import TaskCancelled
+from tests.documents.conftest import KNOWN_SENTENCE, ingest, known_pages
+from tests.documents.pdfs import PERSIAN_SECOND, PERSIAN_SENTENCE, filler, make_image_pdf, make_pdf, make_persian_pdf
+
+
+def chunks_of(document: Document) -> list[Chunk]:
+    return list(Chunk.objects.filter(document=document).order_by("index"))
+
+
+@pytest.mark.parametrize("extractor", ["pypdf", "pypdfium2"])
+def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settings: Any, extractor: str) -> None:
+    settings.PDF_EXTRACTOR = extractor
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 120, 20
+    document = uploaded(make_pdf(known_pages()))
+
+    result = ingest(document)
+
+    document.refresh_from_db()
+    chunks = chunks_of(document)
+    assert document.status == Document.Status.READY
+    assert (document.progress, document.stage, document.error) == (100, "done", None)
+    assert document.page_count == 3
+    assert document.chunk_count == len(chunks) == result["chunks"] >= 5
+    assert (document.embedding_model, document.embedding_dimensions) == ("hashing-v1", 1536)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(c.tenant_id == document.tenant_id for c in chunks)
+    assert all(0 < c.token_count <= 120 for c in chunks)
+    assert all(c.embedding_model == "hashing-v1" and c.embedding_dimensions == 1536 for c in chunks)
+    assert chunks[0].page_start == 1 and chunks[-1].page_end == 3
+    assert all(c.page_start <= c.page_end for c in chunks)
+    # character offsets point into the document text, chunks overlap and cover it in order
+    assert all(c.char_start < c.char_end for c in chunks)
+    assert all(b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
+    holder = [c for c in chunks if KNOWN_SENTENCE in c.text]
+    assert holder and {c.page_start for c in holder} == {2}
+    task = Task.objects.get(pk=document.task_id)
+    assert (task.progress, task.stage) == (
+        95,
+        "storing",
+    )  # the Celery base class completes it; here we ran the pipeline alone
+
+
+def test_persian_text_extracts_and_chunks(uploaded: Any, settings: Any) -> None:
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 40, 8
+    document = uploaded(make_persian_pdf([PERSIAN_SENTENCE + " " + PERSIAN_SECOND, PERSIAN_SECOND]))
+
+    ingest(document)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY, document.error
+    chunks = chunks_of(document)
+    text = " ".join(" ".join(c.text.split()) for c in chunks)
+    for word in ("کتابخانه", "دانشگاه", "تهران", "دانشجویان", "امانت"):
+        assert word in text
+    assert "\ufffd" not in text  # no character was cut in half at a token boundary
+    first_page = " ".join(c.text for c in chunks if c.page_start == 1)
+    assert "کتابخانه مرکزی دانشگاه تهران" in " ".join(first_page.split())
+    assert {c.page_end for c in chunks} == {1, 2}
+
+
+def test_image_only_pdf_fails_as_scanned(uploaded: Any) -> None:
+    document = uploaded(make_image_pdf(pages=2))
+
+    with pytest.raises(IngestionFailed) as failure:
+        ingest(document)
+
+    assert failure.value.code == "pdf_no_text"
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error["type"] == "pdf_no_text"
+    assert "scanned" in document.error["message"]
+    assert document.page_count == 2
+    assert not Chunk.objects.filter(document=document).exists()
+
+
+def test_pages_without_text_are_counted_and_skipped(uploaded: Any) -> None:
+    from io import BytesIO
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for part in (make_pdf([filler(60)]), make_image_pdf(pages=1), make_pdf([KNOWN_SENTENCE])):
+        for page in PdfReader(BytesIO(part)).pages:
+            writer.add_page(page)
+    out = BytesIO()
+    writer.write(out)
+    document = uploaded(out.getvalue())
+
+    result = ingest(document)
+
+    assert (result["pages"], result["pages_without_text"]) == (3, 1)
+    chunks = chunks_of(document)
+    assert {c.page_end for c in chunks} <= {1, 3}
+    assert any(KNOWN_SENTENCE in c.text and c.page_end == 3 for c in chunks)
+
+
+def test_running_twice_replaces_the_chunks(uploaded: Any) -> None:
+    """A redelivered or retried task finds the earlier run's chunks and replaces them."""
+    document = uploaded()
+    ingest(document)
+    first = [(c.index, c.text) for c in chunks_of(document)]
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)  # as if the worker died
+
+    ingest(document)
+
+    assert [(c.index, c.text) for c in chunks_of(document)] == first
+    assert Document.objects.get(pk=document.pk).chunk_count == len(first)
+
+
+def test_a_ready_document_is_not_ingested_again_by_a_stray_message(uploaded: Any) -> None:
+    document = uploaded()
+    ingest(document)
+    ids = [c.pk for c in chunks_of(document)]
+    assert ingest(document) == {"skipped": "already_ready", "chunks": len(ids)}
+    assert [c.pk for c in chunks_of(document)] == ids
+
+
+def test_cancelled_task_stops_at_the_first_checkpoint(uploaded: Any) -> None:
+    document = uploaded()
+    task_cancel(task=Task.objects.get(pk=document.task_id))
+
+    with pytest.raises(TaskCancelled):
+        ingest(document)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error["type"] == "cancelled"
+    assert not Chunk.objects.filter(document=document).exists()
+
+
+def test_deleted_document_is_skipped(uploaded: Any) -> None:
+    document = uploaded()
+    task_id = document.task_id
+    document_delete(document=document)
+    assert document_ingest(document_id=str(document.pk), task_row_id=str(task_id)) == {"skipped": "document_deleted"}
+
+
+def test_superseded_task_leaves_the_document_alone(uploaded: Any) -> None:
+    document = uploaded()
+    assert document_ingest(document_id=str(document.pk), task_row_id="999999999") == {"skipped": "superseded"}
+    document.refresh_from_db()
+    assert document.status == Document.Status.PENDING
+
+
+def test_a_document_whose_worker_keeps_dying_is_given_up(uploaded: Any, settings: Any) -> None:
+    settings.INGESTION_MAX_ATTEMPTS = 3
+    document = uploaded()
+    Task.objects.filter(pk=document.task_id).update(attempts=4)
+
+    with pytest.raises(IngestionFailed):
+        ingest(document)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error["type"] == "ingestion_crashed"
+
+
+def test_progress_is_published_as_document_status_events(uploaded: Any, user: User) -> None:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    document = uploaded()
+
+    ingest(document)
+
+    events: list[dict[str, Any]] = []
+    while True:
+        try:
+            message = async_to_sync(_receive)(layer, channel)
+        except TimeoutError:
+            break
+        if message["type"] == "document.status":
+            events.append(message)
+        if message.get("status") == "ready":
+            break
+    assert events, "no document.status event"
+    assert {e["document_id"] for e in events} == {str(document.pk)}
+    assert events[-1]["status"] == "ready" and events[-1]["progress"] == 100
+    stages = [e["stage"] for e in events]
+    for stage in ("extracting", "chunking", "embedding", "storing", "done"):
+        assert stage in stages, stages
+    progresses = [e["progress"] for e in events]
+    assert progresses == sorted(progresses)
+    assert all(e["task_id"] == str(document.task_id) for e in events)
+
+
+async def _receive(layer: Any, channel: str) -> dict[str, Any]:
+    import asyncio
+
+    async with asyncio.timeout(3):
+        return await layer.receive(channel)
+
+
+def test_ingestion_kind_is_registered_for_the_ledgers_retry(
+    api: Any, uploaded: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from documents.tasks import ingest_document
+    from tasks.registry import background_task_for
+
+    assert background_task_for(Task.Kind.DOCUMENT_INGESTION) is ingest_document
+    document = uploaded()
+    Task.objects.filter(pk=document.task_id).update(status=Task.Status.FAILED)
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error={"type": "x", "message": "y"})
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = api.post(f"/api/v1/tasks/{document.task_id}/retry/")
+    assert response.status_code == 202, response.content
+    assert any("task_enqueue" in callback.__qualname__ for callback in callbacks)
+
+    ingest(document)  # what the worker runs for the retried row
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY and document.error is None

@@ -1,0 +1,256 @@
+"""Search: each mode finds a known sentence; tenants, status, projects and deletion are respected."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from documents.models import Document
+from documents.search import SearchHit, search_chunks
+from tests.crosstenant import assert_envelope, assert_requires_auth
+from tests.documents.conftest import KNOWN_SENTENCE, SEARCH_URL, known_pages
+from tests.documents.pdfs import PERSIAN_SECOND, PERSIAN_SENTENCE, filler, make_pdf, make_persian_pdf
+
+MODES = ["semantic", "keyword", "hybrid"]
+QUERY = "zeppelin maintenance budget harbour committee"
+
+
+@pytest.fixture
+def corpus(ready_document: Any, settings: Any) -> Document:
+    """A document holding the known sentence, and two others that do not."""
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 100, 10
+    target = ready_document(make_pdf(known_pages()), "target.pdf")
+    ready_document(make_pdf([filler(300, seed=7), filler(300, seed=8)]), "other-1.pdf")
+    ready_document(make_pdf([filler(250, seed=9)]), "other-2.pdf")
+    return target
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_finds_the_chunk_with_the_sentence(corpus: Document, tenant: Any, mode: str) -> None:
+    hits = search_chunks(tenant=tenant, query=QUERY, top_k=3, mode=mode)
+
+    assert hits and isinstance(hits[0], SearchHit)
+    best = hits[0]
+    assert KNOWN_SENTENCE in best.text
+    assert best.document_id == corpus.pk
+    assert best.document_title == "target"
+    assert (best.page_start, best.page_end) == (2, 2)
+    expected = {"semantic": ("semantic",), "keyword": ("keyword",), "hybrid": ("semantic", "keyword")}[mode]
+    assert best.retrievers == expected
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_approximate_plan_finds_it_too(corpus: Document, tenant: Any, settings: Any, mode: str) -> None:
+    settings.SEARCH_EXACT_MAX_CHUNKS = 0  # force the HNSW path
+    hits = search_chunks(tenant=tenant, query=QUERY, top_k=3, mode=mode)
+    assert KNOWN_SENTENCE in hits[0].text
+
+
+def test_search_api_returns_ranked_chunks(api: APIClient, corpus: Document) -> None:
+    response = api.post(SEARCH_URL, {"query": QUERY}, format="json")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["mode"], body["top_k"], body["query"]) == ("hybrid", 8, QUERY)
+    first = body["results"][0]
+    assert set(first) == {
+        "chunk_id",
+        "document_id",
+        "document_title",
+        "page_start",
+        "page_end",
+        "text",
+        "score",
+        "retrievers",
+    }
+    assert first["document_id"] == str(corpus.pk)
+    assert KNOWN_SENTENCE in first["text"]
+    assert first["retrievers"] == ["semantic", "keyword"]
+    assert 1 <= len(body["results"]) <= 8
+
+
+def test_top_k_limits_the_results(api: APIClient, corpus: Document) -> None:
+    for mode in MODES:
+        body = api.post(
+            SEARCH_URL, {"query": "the report describes teams", "top_k": 2, "mode": mode}, format="json"
+        ).json()
+        assert len(body["results"]) == 2, mode
+
+
+def test_another_tenants_chunks_never_appear(
+    corpus: Document, client_for: Any, other_user: User, other_tenant: Any, ready_document: Any
+) -> None:
+    other = client_for(other_user)
+    for mode in MODES:
+        assert other.post(SEARCH_URL, {"query": QUERY, "mode": mode}, format="json").json()["results"] == []
+
+    # the other tenant uploads the very same bytes: each tenant finds only its own copy
+    theirs = ready_document(make_pdf(known_pages()), "target.pdf", client=other)
+    for mode in MODES:
+        results = other.post(SEARCH_URL, {"query": QUERY, "mode": mode, "top_k": 50}, format="json").json()["results"]
+        assert results and {r["document_id"] for r in results} == {str(theirs.pk)}
+        mine = search_chunks(tenant=corpus.tenant, query=QUERY, mode=mode, top_k=50)
+        assert str(theirs.pk) not in {str(h.document_id) for h in mine}
+
+
+def test_only_ready_documents_are_searched(corpus: Document, tenant: Any) -> None:
+    for status in (Document.Status.PENDING, Document.Status.PROCESSING, Document.Status.FAILED):
+        Document.objects.filter(pk=corpus.pk).update(status=status)
+        for mode in MODES:
+            assert corpus.pk not in {
+                h.document_id for h in search_chunks(tenant=tenant, query=QUERY, mode=mode, top_k=50)
+            }
+
+
+def test_a_deleted_document_vanishes_from_search_at_once(api: APIClient, corpus: Document, tenant: Any) -> None:
+    assert api.delete(f"/api/v1/documents/{corpus.pk}/").status_code == 204
+    for mode in MODES:
+        results = api.post(SEARCH_URL, {"query": QUERY, "mode": mode, "top_k": 50}, format="json").json()["results"]
+        assert str(corpus.pk) not in {r["document_id"] for r in results}
+
+
+def test_project_and_document_filters(api: APIClient, ready_document: Any, tenant: Any) -> None:
+    project = api.post("/api/v1/projects/", {"name": "Harbour"}, format="json").json()
+    inside = ready_document(make_pdf(known_pages()), "inside.pdf", project=project["id"])
+    outside = ready_document(make_pdf([KNOWN_SENTENCE + " " + filler(40, seed=3)]), "outside.pdf")
+
+    def ids(**body: Any) -> set[str]:
+        response = api.post(SEARCH_URL, {"query": QUERY, "top_k": 50, **body}, format="json")
+        assert response.status_code == 200, response.content
+        return {r["document_id"] for r in response.json()["results"]}
+
+    assert ids() == {str(inside.pk), str(outside.pk)}
+    assert ids(project=project["id"]) == {str(inside.pk)}
+    assert ids(document_ids=[str(outside.pk)]) == {str(outside.pk)}
+    assert ids(document_ids=[str(uuid.uuid4())]) == set()
+    assert ids(document_ids=[]) == set()
+    for mode in MODES:
+        assert ids(mode=mode, project=project["id"]) == {str(inside.pk)}
+
+
+def test_another_tenants_project_is_a_validation_error(
+    api: APIClient, client_for: Any, other_user: User, corpus: Document
+) -> None:
+    foreign = client_for(other_user).post("/api/v1/projects/", {"name": "Theirs"}, format="json").json()
+    assert_envelope(
+        api.post(SEARCH_URL, {"query": QUERY, "project": foreign["id"]}, format="json"), 400, "validation_error"
+    )
+
+
+def test_persian_search(ready_document: Any, tenant: Any, settings: Any) -> None:
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 60, 10
+    document = ready_document(make_persian_pdf([PERSIAN_SENTENCE, PERSIAN_SECOND]), "fa.pdf")
+    ready_document(make_pdf([filler(200)]), "en.pdf")
+    for mode in MODES:
+        hits = search_chunks(tenant=tenant, query="کتابخانه دانشگاه تهران", mode=mode, top_k=2)
+        assert hits[0].document_id == document.pk, mode
+        assert "کتابخانه" in hits[0].text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x" * 2001}, "query"),
+        ({"query": "ok", "top_k": 0}, "top_k"),
+        ({"query": "ok", "top_k": 51}, "top_k"),
+        ({"query": "ok", "top_k": "many"}, "top_k"),
+        ({"query": "ok", "mode": "fuzzy"}, "mode"),
+        ({"query": "ok", "document_ids": ["not-a-uuid"]}, "document_ids"),
+        ({"query": "ok", "project": "not-a-uuid"}, "project"),
+    ],
+)
+def test_invalid_search_requests_are_400(api: APIClient, body: dict[str, Any], field: str) -> None:
+    error = assert_envelope(api.post(SEARCH_URL, body, format="json"), 400, "validation_error")
+    assert field in error["details"]["fields"]
+
+
+def test_limits_are_inclusive(api: APIClient, corpus: Document) -> None:
+    assert api.post(SEARCH_URL, {"query": "x" * 2000, "top_k": 50}, format="json").status_code == 200
+    assert api.post(SEARCH_URL, {"query": "budget", "top_k": 1}, format="json").status_code == 200
+
+
+def test_service_validates_its_arguments(tenant: Any) -> None:
+    from config.errors import ValidationFailed
+
+    for kwargs in (
+        {"query": ""},
+        {"query": "a", "top_k": 0},
+        {"query": "a", "top_k": 51},
+        {"query": "a", "mode": "x"},
+        {"query": "a", "project_id": "nope"},
+        {"query": "a", "document_ids": ["nope"]},
+    ):
+        with pytest.raises(ValidationFailed):
+            search_chunks(tenant=tenant, **kwargs)
+
+
+def test_punctuation_only_query_has_no_keywords_and_does_not_fail(corpus: Document, tenant: Any) -> None:
+    assert search_chunks(tenant=tenant, query="?!...", mode="keyword") == []
+    hybrid = search_chunks(tenant=tenant, query="?!...", mode="hybrid")
+    assert all(hit.retrievers == ("semantic",) for hit in hybrid)
+
+
+def test_viewers_can_search(client_for: Any, tenant: Any, corpus: Document) -> None:
+    from tests.factories import UserFactory
+
+    viewer = UserFactory(tenant=tenant, role=User.Role.VIEWER)
+    assert client_for(viewer).post(SEARCH_URL, {"query": QUERY}, format="json").status_code == 200
+
+
+def test_search_requires_authentication(anon_api: APIClient) -> None:
+    assert_requires_auth(SEARCH_URL, anon_api, verbs=("post",))
+
+
+def _plan(sql_filter: str, tenant: Any, exact_max: int, settings: Any) -> str:
+    """EXPLAIN of the semantic query as search_chunks builds it."""
+    from documents import search
+
+    settings.SEARCH_EXACT_MAX_CHUNKS = exact_max
+    captured: list[str] = []
+    original = search._execute
+
+    def explain(cursor: Any, sql: str, params: Any) -> Any:
+        if "<=>" in sql and "ORDER BY" in sql:
+            rows = original(cursor, "EXPLAIN " + sql, params)
+            captured.append("\n".join(r[0] for r in rows))
+        return original(cursor, sql, params)
+
+    search._execute = explain
+    try:
+        search_chunks(tenant=tenant, query=QUERY, mode="semantic")
+    finally:
+        search._execute = original
+    return captured[0]
+
+
+def test_plans_exact_for_small_tenants_and_hnsw_otherwise(corpus: Document, tenant: Any, settings: Any) -> None:
+    assert "documents_chunk_embedding_hnsw" not in _plan("", tenant, 10_000, settings)
+    assert "documents_chunk_embedding_hnsw" in _plan("", tenant, 0, settings)
+
+
+def test_planner_settings_do_not_leak_out_of_the_search(corpus: Document, tenant: Any, settings: Any) -> None:
+    settings.SEARCH_EXACT_MAX_CHUNKS = 0
+    with transaction.atomic():
+        search_chunks(tenant=tenant, query=QUERY, mode="hybrid")
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW enable_sort")
+            assert cursor.fetchone()[0] == "on"
+
+
+def test_exact_or_approximate(settings: Any) -> None:
+    from documents.search import use_exact
+
+    settings.SEARCH_EXACT_MAX_CHUNKS = 2000
+    assert use_exact(2000, 100_000, 20)  # few candidates
+    assert not use_exact(10_000, 100_000, 20)  # a tenant holding a tenth of the table: HNSW finds them quickly
+    assert use_exact(5_000, 10_000_000, 20)  # a needle in a big table: the iterative scan would give up first
+    assert not use_exact(5_000, -1, 20)  # table never analysed: no estimate, trust the index
