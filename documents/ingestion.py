@@ -91,12 +91,24 @@ def publish_document_status(document: Document) -> None:
     )
 
 
-def _update_document(document: Document, **fields: Any) -> bool:
-    """Write ``fields`` to the row (if it still exists) and to ``document``; publish the new status."""
+def _update_document(document: Document, *, publish_on_commit: bool = False, **fields: Any) -> bool:
+    """Write ``fields`` to the row (if it still exists) and to ``document``; publish the new status
+    (once the transaction commits with ``publish_on_commit``)."""
     for key, value in fields.items():
         setattr(document, key, value)
     updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=timezone.now())
-    if updated:
+    if updated and publish_on_commit:
+        event = events.document_status_event(
+            document_id=document.pk,
+            task_id=document.task_id,
+            status=document.status,
+            progress=document.progress,
+            stage=document.stage,
+            error=document.error,
+        )
+        owner_id = document.owner_id
+        transaction.on_commit(lambda: events.publish(owner_id, event))
+    elif updated:
         publish_document_status(document)
     return bool(updated)
 
@@ -265,8 +277,10 @@ def document_ingest(
             if task_row_id and locked.task_id and str(locked.task_id) != str(task_row_id):
                 return {"skipped": "superseded"}
             count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
+            # Announced after the commit: a client reacting to "ready" must find the chunks there.
             _update_document(
                 document,
+                publish_on_commit=True,
                 status=Document.Status.READY,
                 progress=100,
                 stage="done",
@@ -310,3 +324,23 @@ def _fail(document: Document, code: str, message: str) -> None:
         )
     except Exception:
         logger.exception("document_fail_bookkeeping_failed", extra={"document_id": str(document.pk)})
+
+
+def document_ingestion_abandoned(task: Task) -> None:
+    """Put the document in step when its ingestion row ended outside the worker.
+
+    A task cancelled before any worker picked it up, or failed by the watchdog as stalled, would
+    otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
+    current task is ``task`` and that is still unfinished is touched.
+    """
+    document = Document.objects.filter(
+        task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]
+    ).first()
+    if document is None:
+        return
+    error = (
+        task.error
+        if task.status == Task.Status.FAILED and task.error
+        else {"type": "cancelled", "message": "Ingestion was cancelled."}
+    )
+    _update_document(document, status=Document.Status.FAILED, stage="failed", error=error)

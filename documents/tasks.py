@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from documents.ingestion import document_ingest
+from documents.ingestion import document_ingest, document_ingestion_abandoned
 from tasks.models import Task
 from tasks.registry import register_background
 from tasks.tracking import TrackedTask
@@ -32,4 +32,4 @@ def ingest_document(self: Any, document_id: str, *, task_row_id: str | None = No
     return document_ingest(document_id=document_id, task_row_id=task_row_id)
 
 
-register_background(Task.Kind.DOCUMENT_INGESTION, ingest_document)
+register_background(Task.Kind.DOCUMENT_INGESTION, ingest_document, on_abandoned=document_ingestion_abandoned)

@@ -40,11 +40,25 @@ class DocumentStatusEvent(TypedDict):
 
 
 def task_progress_event(*, task_id: object, kind: str, status: str, progress: int, stage: str) -> TaskProgressEvent:
-    return {"type": "task.progress", "task_id": str(task_id), "kind": kind, "status": status, "progress": progress, "stage": stage}
+    return {
+        "type": "task.progress",
+        "task_id": str(task_id),
+        "kind": kind,
+        "status": status,
+        "progress": progress,
+        "stage": stage,
+    }
 
 
-def document_status_event(*, document_id: object, task_id: object | None, status: str, progress: int, stage: str,
-                          error: dict[str, Any] | None = None) -> DocumentStatusEvent:
+def document_status_event(
+    *,
+    document_id: object,
+    task_id: object | None,
+    status: str,
+    progress: int,
+    stage: str,
+    error: dict[str, Any] | None = None,
+) -> DocumentStatusEvent:
     return {
         "type": "document.status",
         "document_id": str(document_id),

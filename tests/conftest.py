@@ -100,7 +100,7 @@ def anon_api(tenant: Tenant) -> APIClient:
 
 def redis_url() -> str | None:
     """``REDIS_URL`` when a Redis server answers there, else None."""
-    url = os.environ.get("REDIS_URL")
+    url = os.environ.get("DOCUMIND_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
     if not url:
         return None
     from urllib.parse import urlparse

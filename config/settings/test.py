@@ -6,7 +6,18 @@ set uses that instead, so subprocesses started by the tests share the test serve
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
+
+# The suite itself always runs on the embedded stand-ins (database cache, PostgreSQL channel layer,
+# filesystem broker), so that it is the same with or without Redis. Tests of the distributed mode ask
+# for Redis explicitly (the ``require_redis`` fixture reads DOCUMIND_TEST_REDIS_URL) and hand
+# REDIS_URL to the subprocesses they start.
+if not os.environ.get("DOCUMIND_TEST_SUBPROCESS"):
+    if os.environ.get("REDIS_URL"):
+        os.environ["DOCUMIND_TEST_REDIS_URL"] = os.environ.pop("REDIS_URL")
+    # A queue of this session's own: sessions sharing one Redis never take each other's tasks.
+    os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"documind-test-{uuid.uuid4().hex[:8]}")
 
 if not os.environ.get("DATABASE_URL") and not os.environ.get("EMBEDDED_PGDATA"):
     _root = Path(tempfile.mkdtemp(prefix="documind-test-"))
@@ -22,6 +33,7 @@ from .base import CHANNEL_LAYERS, DATABASES, env
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+AUTH_EMAIL_IN_BACKGROUND = False  # tests read the outbox right after the request (one test turns it on)
 LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
 

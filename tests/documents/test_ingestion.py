@@ -173,14 +173,8 @@ def test_a_document_whose_worker_keeps_dying_is_given_up(uploaded: Any, settings
     assert document.error["type"] == "ingestion_crashed"
 
 
-def test_progress_is_published_as_document_status_events(uploaded: Any, user: User) -> None:
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(user.pk), channel)
-    document = uploaded()
-
-    ingest(document)
-
+def _status_events(layer: Any, channel: str) -> list[dict[str, Any]]:
+    """The ``document.status`` events waiting on ``channel``, up to a ``ready`` one or a quiet pause."""
     events: list[dict[str, Any]] = []
     while True:
         try:
@@ -191,6 +185,21 @@ def test_progress_is_published_as_document_status_events(uploaded: Any, user: Us
             events.append(message)
         if message.get("status") == "ready":
             break
+    return events
+
+
+def test_progress_is_published_as_document_status_events(
+    uploaded: Any, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    document = uploaded()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(document)
+
+    events = _status_events(layer, channel)
     assert events, "no document.status event"
     assert {e["document_id"] for e in events} == {str(document.pk)}
     assert events[-1]["status"] == "ready" and events[-1]["progress"] == 100
@@ -200,6 +209,45 @@ def test_progress_is_published_as_document_status_events(uploaded: Any, user: Us
     progresses = [e["progress"] for e in events]
     assert progresses == sorted(progresses)
     assert all(e["task_id"] == str(document.task_id) for e in events)
+
+
+def test_ready_is_announced_only_once_the_chunks_are_committed(
+    uploaded: Any, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A client that fetches the document or searches on ``ready`` must find it ready with its chunks."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    document = uploaded()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        ingest(document)
+
+    def commit() -> None:
+        for callback in callbacks:
+            callback()
+
+    async def drain() -> list[dict[str, Any]]:
+        received = []
+        while True:
+            try:
+                async with asyncio.timeout(1.5):
+                    received.append(await layer.receive(channel))
+            except TimeoutError:
+                return [m for m in received if m["type"] == "document.status"]
+
+    async def observe() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # one event loop for the layer
+        before = await drain()
+        await sync_to_async(commit)()
+        return before, await drain()
+
+    before_commit, after_commit = async_to_sync(observe)()
+    assert before_commit and all(e["status"] != "ready" for e in before_commit), before_commit
+    assert [(e["status"], e["progress"], e["stage"]) for e in after_commit] == [("ready", 100, "done")]
 
 
 async def _receive(layer: Any, channel: str) -> dict[str, Any]:
@@ -228,3 +276,40 @@ def test_ingestion_kind_is_registered_for_the_ledgers_retry(
     ingest(document)  # what the worker runs for the retried row
     document.refresh_from_db()
     assert document.status == Document.Status.READY and document.error is None
+
+
+def test_cancelling_a_pending_ingestion_through_the_tasks_api_fails_the_document(
+    uploaded: Any, api: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Cancelled before any worker picked it up: the document must not stay ``pending`` forever."""
+    document = uploaded(make_pdf(known_pages()))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/v1/tasks/{document.task_id}/cancel/")
+    assert response.status_code == 200, response.content
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error["type"] == "cancelled"
+
+
+def test_the_watchdog_failing_a_stalled_ingestion_fails_its_document(
+    uploaded: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks.services import task_fail_stalled
+
+    document = uploaded(make_pdf(known_pages()))
+    long_ago = timezone.now() - timedelta(hours=2)
+    Task.objects.filter(pk=document.task_id).update(
+        status=Task.Status.PROCESSING, started_at=long_ago, heartbeat_at=long_ago
+    )
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert [t.pk for t in task_fail_stalled(timeout_seconds=60)] == [document.task_id]
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error["type"] == "stalled"
+    # and it can be run again
+    assert Task.objects.get(pk=document.task_id).status == Task.Status.FAILED

@@ -1,0 +1,344 @@
+"""Keep the task ledger true from inside the workers.
+
+Background work is a Celery task declared with ``base=TrackedTask`` and called with a
+``task_row_id`` keyword argument (the ledger row). The base class records start, success, failure,
+retry and cancellation on the row; :func:`report_progress` updates progress and stage, refreshes the
+heartbeat, publishes a ``task.progress`` event to the owner and is the cancellation checkpoint.
+Bookkeeping errors are logged and never kill the task.
+
+Usage::
+
+    @shared_task(base=TrackedTask, bind=True, acks_late=True)
+    def ingest_document(self, document_id: str, *, task_row_id: str) -> None:
+        report_progress(task_row_id, progress=10, stage="extracting")
+        ...
+
+Which run owns the row: :func:`tasks.services.task_enqueue` stores the Celery id on the row before
+the message is sent, and every hook below only touches the row while that id is still the row's (a
+retry through the API enqueues a new id, so a late message or a still-running earlier run cannot
+overwrite the new attempt). A row without a Celery id (the task was sent some other way) is claimed
+by the first run that starts it.
+
+Stopping: a run stops at its next checkpoint (:func:`checkpoint`, called by :func:`report_progress`)
+when its row was cancelled, was marked failed by the watchdog, is gone, or belongs to another run.
+The run then ends as "ignored" in Celery (no error, no autoretry), and the row says cancelled (or
+keeps the final status someone else gave it). A run whose row is already cancelled when it is
+picked up never starts its body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+from celery import Task as CeleryTask
+from celery import current_task
+from celery.exceptions import Ignore
+from celery.signals import task_revoked
+from django.db import transaction
+from django.utils import timezone
+
+from tasks import events
+from tasks.models import Task
+
+logger = logging.getLogger(__name__)
+
+
+class TaskCancelled(Exception):
+    """Raised at a checkpoint when this run must stop: the row was cancelled (or finished, or is gone)."""
+
+
+def _row_id(kwargs: dict[str, Any] | None) -> str | None:
+    return (kwargs or {}).get("task_row_id")
+
+
+def _publish(task: Task) -> None:
+    events.publish(
+        task.owner_id,
+        events.task_progress_event(
+            task_id=task.pk, kind=task.kind, status=task.status, progress=task.progress, stage=task.stage
+        ),
+    )
+
+
+def publish_task_progress(task: Task) -> None:
+    """Publish the row's current ``task.progress`` event to its owner (never raises)."""
+    _publish(task)
+
+
+def _owned_by_other_run(task: Task, celery_task_id: str | None) -> bool:
+    return bool(celery_task_id and task.celery_task_id and task.celery_task_id != celery_task_id)
+
+
+def _transition(
+    row_id: str | None,
+    status: str,
+    *,
+    celery_task_id: str | None = None,
+    expected: set[str] | None = None,
+    claim: bool = False,
+    bump_attempts: bool = False,
+    **fields: Any,
+) -> Task | None:
+    """Move the row to ``status`` if the state machine allows it; returns the row as it now is.
+
+    ``celery_task_id`` names the run asking: a row that belongs to another run is left alone.
+    ``expected`` narrows the statuses the move may start from. ``claim`` stores the run's id on a
+    row that has none. The event is published after the commit, only when the row changed.
+    """
+    if not row_id:
+        return None
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=row_id).first()
+        if task is None:
+            return None
+        if _owned_by_other_run(task, celery_task_id):
+            logger.info(
+                "task_transition_stale_run",
+                extra={"task_id": row_id, "celery_task_id": celery_task_id, "owner_run": task.celery_task_id},
+            )
+            return task
+        if (expected is not None and task.status not in expected) or not Task.can_transition(task.status, status):
+            logger.info("task_transition_ignored", extra={"task_id": row_id, "from": task.status, "to": status})
+            return task
+        task.status = status
+        for key, value in fields.items():
+            setattr(task, key, value)
+        if claim and celery_task_id and not task.celery_task_id:
+            task.celery_task_id = celery_task_id
+        if bump_attempts:
+            task.attempts += 1
+        task.save()
+    _publish(task)
+    return task
+
+
+def mark_started(row_id: str | None, celery_task_id: str | None = None) -> Task | None:
+    """pending → processing for the run ``celery_task_id`` (a new attempt); returns the row."""
+    now = timezone.now()
+    return _transition(
+        row_id,
+        Task.Status.PROCESSING,
+        celery_task_id=celery_task_id,
+        claim=True,
+        bump_attempts=True,
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=None,
+        error={},
+    )
+
+
+def mark_completed(row_id: str | None, result: Any = None, *, celery_task_id: str | None = None) -> Task | None:
+    """→ completed with ``result`` (when it is a dict), progress 100."""
+    fields: dict[str, Any] = {"progress": 100, "finished_at": timezone.now(), "stage": "done"}
+    if isinstance(result, dict):
+        fields["result"] = result
+    return _transition(row_id, Task.Status.COMPLETED, celery_task_id=celery_task_id, **fields)
+
+
+def mark_failed(row_id: str | None, error_type: str, message: str, *, celery_task_id: str | None = None) -> Task | None:
+    """→ failed with ``{"type": error_type, "message": message}``."""
+    return _transition(
+        row_id,
+        Task.Status.FAILED,
+        celery_task_id=celery_task_id,
+        finished_at=timezone.now(),
+        error={"type": error_type, "message": message[:2000]},
+    )
+
+
+def mark_cancelled(row_id: str | None, *, celery_task_id: str | None = None) -> Task | None:
+    """pending/processing → cancelled (a row already cancelled is left as it is)."""
+    return _transition(
+        row_id,
+        Task.Status.CANCELLED,
+        celery_task_id=celery_task_id,
+        expected={Task.Status.PENDING, Task.Status.PROCESSING},
+        finished_at=timezone.now(),
+        stage="cancelled",
+    )
+
+
+def mark_retrying(row_id: str | None, exc: BaseException, *, celery_task_id: str | None = None) -> Task | None:
+    """processing → pending while Celery waits to retry; the error says why."""
+    return _transition(
+        row_id,
+        Task.Status.PENDING,
+        celery_task_id=celery_task_id,
+        expected={Task.Status.PROCESSING},
+        stage="retrying",
+        error={"type": error_type_of(exc), "message": (str(exc) or type(exc).__name__)[:2000]},
+    )
+
+
+def _current_celery_id() -> str | None:
+    task = current_task
+    try:
+        return task.request.id if task else None
+    except Exception:  # no request context
+        return None
+
+
+def checkpoint(row_id: str | None) -> None:
+    """Raise :class:`TaskCancelled` if this run must stop.
+
+    It must when the row is gone, cancelled, already final (the watchdog failed it), or belongs to
+    another run (a retry took it over). Database errors here are logged and the run goes on.
+    """
+    if not row_id:
+        return
+    try:
+        row = Task.objects.filter(pk=row_id).values_list("status", "celery_task_id").first()
+    except Exception:
+        logger.exception("task_checkpoint_failed", extra={"task_id": row_id})
+        return
+    if row is None:
+        raise TaskCancelled(f"task {row_id} no longer exists")
+    status, owner_run = row
+    if status in Task.TERMINAL:
+        raise TaskCancelled(f"task {row_id} is {status}")
+    running = _current_celery_id()
+    if running and owner_run and running != owner_run:
+        raise TaskCancelled(f"task {row_id} was taken over by another run")
+
+
+def report_progress(row_id: str | None, *, progress: int, stage: str) -> None:
+    """Record progress and stage (and the heartbeat), publish ``task.progress``; a cancellation checkpoint."""
+    checkpoint(row_id)
+    if not row_id:
+        return
+    try:
+        progress = max(0, min(100, int(progress)))
+        Task.objects.filter(pk=row_id).update(progress=progress, stage=stage[:40], heartbeat_at=timezone.now())
+        task = Task.objects.filter(pk=row_id).only("pk", "owner_id", "kind", "status", "progress", "stage").first()
+        if task is not None:
+            _publish(task)
+    except Exception:
+        logger.exception("task_progress_bookkeeping_failed", extra={"task_id": row_id})
+
+
+def heartbeat(row_id: str | None) -> None:
+    """Refresh the heartbeat only (long steps without progress to report); also a checkpoint."""
+    checkpoint(row_id)
+    if not row_id:
+        return
+    try:
+        Task.objects.filter(pk=row_id).update(heartbeat_at=timezone.now())
+    except Exception:
+        logger.exception("task_heartbeat_bookkeeping_failed", extra={"task_id": row_id})
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The envelope-style code of an exception (DomainError.code, else snake_case of its class)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+class TrackedTask(CeleryTask):
+    """Celery base class recording the lifecycle of a ledger row (``task_row_id`` kwarg).
+
+    ``before_start`` marks the row processing (and skips the run, as "ignored", when the row is
+    gone, cancelled or another run's); ``on_success`` completed; ``on_failure`` failed with the
+    exception's code; ``retry`` (explicit or ``autoretry_for``) back to pending with the error; a
+    :class:`TaskCancelled` raised at a checkpoint ends the run quietly and is never auto-retried.
+    """
+
+    dont_autoretry_for = (TaskCancelled,)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TaskCancelled as exc:
+            try:
+                mark_cancelled(_row_id(kwargs), celery_task_id=self.request.id)
+            except Exception:
+                logger.exception("task_cancel_bookkeeping_failed")
+            logger.info("task_stopped_at_checkpoint", extra={"task_id": _row_id(kwargs), "reason": str(exc)})
+            raise Ignore() from None
+
+    def before_start(self, task_id: str, args: tuple, kwargs: dict) -> None:
+        row_id = _row_id(kwargs)
+        if not row_id:
+            return
+        try:
+            task = mark_started(row_id, task_id)
+        except Exception:
+            logger.exception("task_start_bookkeeping_failed")
+            return
+        if task is None:
+            logger.info("task_row_gone", extra={"task_id": row_id})
+            raise Ignore()
+        if task.status != Task.Status.PROCESSING or _owned_by_other_run(task, task_id):
+            logger.info("task_run_skipped", extra={"task_id": row_id, "status": task.status})
+            raise Ignore()
+
+    def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: dict) -> None:
+        try:
+            mark_completed(_row_id(kwargs), retval, celery_task_id=task_id)
+        except Exception:
+            logger.exception("task_success_bookkeeping_failed")
+
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: Any = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry (also what ``autoretry_for`` calls), marking the row pending *first*.
+
+        Doing it before the retry message exists (rather than in ``on_retry``, which runs after it
+        was sent) means the next delivery, possibly on another worker, always finds the row pending
+        and can never be overtaken by this run's bookkeeping. When no retry is left, Celery raises
+        the original error instead and ``on_failure`` marks the row failed.
+        """
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        will_retry = not request.called_directly and not (limit is not None and request.retries + 1 > limit)
+        if will_retry:
+            reason = exc or sys.exc_info()[1] or Exception("retry requested")
+            try:
+                mark_retrying(
+                    _row_id(kwargs if kwargs is not None else request.kwargs), reason, celery_task_id=request.id
+                )
+            except Exception:
+                logger.exception("task_retry_bookkeeping_failed")
+        return super().retry(
+            args=args,
+            kwargs=kwargs,
+            exc=exc,
+            throw=throw,
+            eta=eta,
+            countdown=countdown,
+            max_retries=max_retries,
+            **options,
+        )
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        try:
+            if isinstance(exc, TaskCancelled):
+                mark_cancelled(_row_id(kwargs), celery_task_id=task_id)
+            else:
+                mark_failed(_row_id(kwargs), error_type_of(exc), str(exc) or type(exc).__name__, celery_task_id=task_id)
+        except Exception:
+            logger.exception("task_failure_bookkeeping_failed")
+
+
+@task_revoked.connect
+def _on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, **kwargs: Any) -> None:
+    """A revoked message the worker discarded (or a terminated run): the row says cancelled."""
+    if sender is not None and not isinstance(sender, TrackedTask):
+        return
+    try:
+        mark_cancelled(_row_id(getattr(request, "kwargs", None)), celery_task_id=getattr(request, "id", None))
+    except Exception:
+        logger.exception("task_revoke_bookkeeping_failed")
