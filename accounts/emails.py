@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -32,6 +35,36 @@ def _send(subject: str, body: str, to: str) -> bool:
         logger.exception("email_delivery_failed", extra={"subject": subject})
         return False
     return True
+
+
+_executor: ThreadPoolExecutor | None = None
+_pending: set[Future] = set()
+_lock = threading.Lock()
+
+
+def deliver_in_background(send: Callable[[], object]) -> None:
+    """Run ``send`` on a background thread (``AUTH_EMAIL_IN_BACKGROUND``, the default) or right now.
+
+    The public endpoints that e-mail a code answer the same whether or not the address has an
+    account; waiting for the mail server only for those that do would tell them apart by the clock.
+    """
+    global _executor
+    if not settings.AUTH_EMAIL_IN_BACKGROUND:
+        send()
+        return
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="email")
+        future = _executor.submit(send)
+        _pending.add(future)
+    future.add_done_callback(_pending.discard)
+
+
+def wait_for_background_mail(timeout: float = 30) -> None:
+    """Wait until the e-mails handed to the background have been sent (tests, shutdown)."""
+    with _lock:
+        pending = set(_pending)
+    wait(pending, timeout=timeout)
 
 
 def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpose) -> bool:

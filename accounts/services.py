@@ -9,6 +9,8 @@ Views call these; they hold the rules:
   role or a deactivation takes effect at the next refresh;
 * a password change or reset, and a deactivation, blacklist every outstanding refresh token of the
   user (access tokens are short-lived and re-checked against the user on every request);
+* the first code sign-in to an unverified account (one registered without proof of the mailbox)
+  ends the registrant's password and sessions;
 * a tenant always keeps at least one active admin.
 """
 
@@ -29,7 +31,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.authentication import tokens_for_user
 from accounts.codes import CodePurpose, code_consume, code_issue
-from accounts.emails import send_code_email, send_invitation_email
+from accounts.emails import deliver_in_background, send_code_email, send_invitation_email
 from accounts.exceptions import InvalidCredentials, InvalidToken, SignupClosed, invalid_code
 from accounts.models import User
 from accounts.selectors import normalize_email, tenant_active_admins, user_get_by_email
@@ -134,7 +136,7 @@ def auth_request_code(*, tenant: Tenant, email: str) -> None:
     if user is not None and not user.is_active:
         return
     code = code_issue(tenant=tenant, email=email, purpose=CodePurpose.SIGN_IN)
-    send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.SIGN_IN)
+    deliver_in_background(lambda: send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.SIGN_IN))
 
 
 def auth_verify_code(*, tenant: Tenant, email: str, code: str) -> tuple[User, bool]:
@@ -162,8 +164,15 @@ def _sign_in_with_verified_email(*, tenant: Tenant, email: str) -> tuple[User, b
     elif not user.is_active:
         raise invalid_code()
     elif not user.email_verified:
+        # Nothing proved this mailbox before: whoever registered the address may not own it. Its
+        # owner takes the account over alone (no pre-hijacking): that password and its sessions end.
         user.email_verified = True
-        user.save(update_fields=["email_verified", "updated_at"])
+        fields = ["email_verified", "updated_at"]
+        if user.has_usable_password():
+            user.set_unusable_password()
+            fields.append("password")
+        user.save(update_fields=fields)
+        user_revoke_tokens(user=user)
     update_last_login(None, user)
     return user, created
 
@@ -206,7 +215,9 @@ def password_reset_request(*, tenant: Tenant, email: str) -> None:
     if user is None or not user.is_active:
         return
     code = code_issue(tenant=tenant, email=email, purpose=CodePurpose.PASSWORD_RESET)
-    send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.PASSWORD_RESET)
+    deliver_in_background(
+        lambda: send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.PASSWORD_RESET)
+    )
 
 
 def password_reset_confirm(*, tenant: Tenant, email: str, code: str, new_password: str) -> User:

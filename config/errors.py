@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -167,6 +167,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RequestDataTooBig):
         set_rollback()
         return Response(envelope("payload_too_large", "The request body is too large."), status=413)
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, ...: Django answers these with a 400
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning(str(exc))
+        set_rollback()
+        return Response(envelope("bad_request", "Bad request."), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,8 +14,17 @@ from documents import services
 from documents.models import Chunk, Document, Project
 
 
+class TenantFixedAdmin(admin.ModelAdmin):
+    """The tenant is chosen when a row is added and fixed afterwards: what hangs off the row (chunks,
+    files, documents in a project) carries that tenant too and would not move with it."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, "tenant") if obj is not None else readonly
+
+
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(TenantFixedAdmin):
     list_display = ("name", "tenant", "created_at", "updated_at")
     list_filter = ("tenant",)
     search_fields = ("name", "description", "tenant__slug")
@@ -22,8 +32,26 @@ class ProjectAdmin(admin.ModelAdmin):
     ordering = ("tenant__slug", "name")
 
 
+class DocumentAdminForm(forms.ModelForm):
+    """Refuses an owner or a project of another tenant than the document's."""
+
+    class Meta:
+        model = Document
+        fields = ["title", "owner", "project"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        tenant_id = self.instance.tenant_id
+        for field in ("owner", "project"):
+            value = cleaned.get(field)
+            if value is not None and value.tenant_id != tenant_id:
+                self.add_error(field, f"This {field} belongs to another tenant than the document.")
+        return cleaned
+
+
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(TenantFixedAdmin):
+    form = DocumentAdminForm
     list_display = (
         "title",
         "tenant",

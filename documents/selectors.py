@@ -14,5 +14,9 @@ def document_list(*, tenant: Tenant | None) -> QuerySet[Document]:
 
 
 def chunk_list(*, document: Document) -> QuerySet[Chunk]:
-    """A document's chunks in order (the embedding column is not loaded)."""
-    return Chunk.objects.filter(document=document, tenant_id=document.tenant_id).defer("embedding").order_by("index")
+    """A document's chunks in order (the embedding and the search vector are not loaded)."""
+    return (
+        Chunk.objects.filter(document=document, tenant_id=document.tenant_id)
+        .defer("embedding", "search_vector")
+        .order_by("index")
+    )

@@ -23,6 +23,17 @@ class TenantProjectField(serializers.PrimaryKeyRelatedField):
         return Project.objects.for_tenant(request_tenant(request) if request else None)
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in any string or key."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     document_count = serializers.IntegerField(read_only=True, required=False)
 
@@ -40,6 +51,8 @@ class ProjectSerializer(serializers.ModelSerializer):
     def validate_settings(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
+        if _has_nul(value):  # PostgreSQL's jsonb cannot store U+0000: a DataError (500) otherwise
+            raise serializers.ValidationError("Null characters are not allowed.")
         return value
 
 

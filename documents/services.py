@@ -168,23 +168,14 @@ def document_delete(*, document: Document) -> None:
     """Delete the document, its chunks and its file at once; a running ingestion is cancelled.
 
     The row lock waits for a worker that is storing chunks right now; the worker then finds the
-    document gone and stops. The file is removed from storage when the transaction commits.
+    document gone and stops. The file is removed from storage when the transaction commits
+    (:mod:`documents.signals`, which also covers documents deleted by cascade).
     """
     locked = Document.objects.select_for_update().filter(pk=document.pk).first()
     if locked is None:
         return
     _cancel_active_task(locked)
-    storage, name = locked.file.storage, locked.file.name
     locked.delete()
-
-    def remove_file() -> None:
-        try:
-            if name:
-                storage.delete(name)
-        except OSError:
-            logger.warning("document_file_delete_failed", exc_info=True, extra={"file": name})
-
-    transaction.on_commit(remove_file)
 
 
 @transaction.atomic

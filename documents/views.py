@@ -176,7 +176,9 @@ class DocumentViewSet(TenantScopedViewSet):
         return self._output(document, status.HTTP_202_ACCEPTED)
 
     @extend_schema(summary="The document's chunks, in order", responses={200: ChunkSerializer(many=True)})
-    @action(detail=True, methods=["get"], filterset_class=None, ordering_fields=["index"], search_fields=[])
+    # No filter backends: the document list's ordering/search/filters would otherwise be applied to
+    # the document lookup (``?ordering=index`` was a FieldError, a 500); chunks come in index order.
+    @action(detail=True, methods=["get"], filter_backends=[])
     def chunks(self, request: Request, pk: str | None = None) -> Response:
         document = self.get_object()
         page = self.paginate_queryset(selectors.chunk_list(document=document))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -17,6 +18,12 @@ from django.db import connection
 
 CHECK_TIMEOUT_SECONDS = 3.0
 
+logger = logging.getLogger(__name__)
+
+
+class CheckFailed(RuntimeError):
+    """A failure described by the check itself, in words safe to show on the public endpoint."""
+
 
 def check_database() -> dict[str, Any]:
     """The default database answers and has the pgvector extension."""
@@ -24,7 +31,7 @@ def check_database() -> dict[str, Any]:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cursor.fetchone()
     if row is None:
-        raise RuntimeError("the pgvector extension is not installed")
+        raise CheckFailed("the pgvector extension is not installed")
     return {"pgvector": row[0]}
 
 
@@ -33,7 +40,7 @@ def check_cache() -> dict[str, Any]:
     key = f"health:{uuid.uuid4().hex}"
     cache.set(key, "ok", 10)
     if cache.get(key) != "ok":
-        raise RuntimeError("the cache did not return what was stored")
+        raise CheckFailed("the cache did not return what was stored")
     cache.delete(key)
     return {"backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]}
 
@@ -48,7 +55,7 @@ def check_broker() -> dict[str, Any]:
         for key in ("data_folder_in", "data_folder_out", "control_folder"):
             folder = Path(options[key])
             if not folder.is_dir() or not os.access(folder, os.W_OK):
-                raise RuntimeError(f"the broker folder {folder} is missing or not writable")
+                raise CheckFailed(f"the broker folder {key} is missing or not writable")
     with app.connection_for_write(url=url) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_TIMEOUT_SECONDS)
         transport = conn.transport_cls
@@ -59,7 +66,7 @@ def check_channel_layer() -> dict[str, Any]:
     """A message sent on the channel layer comes back (the path worker events take to sockets)."""
     layer = get_channel_layer()
     if layer is None:
-        raise RuntimeError("no channel layer is configured")
+        raise CheckFailed("no channel layer is configured")
 
     async def roundtrip() -> None:
         import asyncio
@@ -68,7 +75,7 @@ def check_channel_layer() -> dict[str, Any]:
         await layer.send(channel, {"type": "health.ping"})
         message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_SECONDS)
         if message.get("type") != "health.ping":
-            raise RuntimeError("the channel layer returned another message")
+            raise CheckFailed("the channel layer returned another message")
 
     async_to_sync(roundtrip)()
     return {"backend": type(layer).__name__}
@@ -82,6 +89,16 @@ CHECKS: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
+def describe_failure(exc: BaseException) -> str:
+    """What the public endpoint says about a failure: the check's own words, or only the exception's
+    type (its text names hosts, ports, folders or users) unless DEBUG is on."""
+    if isinstance(exc, CheckFailed):
+        return str(exc)[:300]
+    if settings.DEBUG:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return type(exc).__name__
+
+
 def run_checks(checks: dict[str, Callable[[], dict[str, Any]]] | None = None) -> tuple[bool, dict[str, Any]]:
     """Run every check; returns (all ok, {name: {status, latency_ms, ...}})."""
     results: dict[str, Any] = {}
@@ -93,6 +110,7 @@ def run_checks(checks: dict[str, Callable[[], dict[str, Any]]] | None = None) ->
             results[name] = {"status": "ok", **info}
         except Exception as exc:
             ok = False
-            results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+            logger.warning("readiness_check_failed", exc_info=True, extra={"check": name})
+            results[name] = {"status": "error", "error": describe_failure(exc)}
         results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return ok, results

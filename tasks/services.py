@@ -52,8 +52,41 @@ def task_enqueue(*, task: Task, celery_task: CeleryTask, kwargs: dict[str, Any] 
     Task.objects.filter(pk=task.pk).update(celery_task_id=celery_id)
     task.celery_task_id = celery_id
     call_kwargs = {**(kwargs or {}), "task_row_id": str(task.pk)}
-    transaction.on_commit(lambda: celery_task.apply_async(kwargs=call_kwargs, task_id=celery_id))
+
+    def send() -> None:
+        try:
+            celery_task.apply_async(kwargs=call_kwargs, task_id=celery_id)
+        except Exception as exc:
+            # The broker is down: the request already committed its rows, so say so on the row
+            # (and let the owning app put its resource in step) instead of a 500 and a task pending forever.
+            logger.exception("task_enqueue_failed", extra={"task_id": task.pk, "celery_task_id": celery_id})
+            with transaction.atomic():
+                failed = task_mark_enqueue_failed(task_id=task.pk, celery_id=celery_id, error=exc)
+            if failed is not None:
+                publish_task_progress(failed)
+
+    transaction.on_commit(send)
     return celery_id
+
+
+def task_mark_enqueue_failed(*, task_id: int, celery_id: str, error: Exception) -> Task | None:
+    """Fail a pending row whose Celery message could not be sent (error type ``enqueue_failed``)."""
+    task = (
+        Task.objects.select_for_update()
+        .filter(pk=task_id, celery_task_id=celery_id, status=Task.Status.PENDING)
+        .first()
+    )
+    if task is None:
+        return None
+    task.status = Task.Status.FAILED
+    task.finished_at = timezone.now()
+    task.error = {
+        "type": "enqueue_failed",
+        "message": f"The task queue could not be reached ({type(error).__name__}); retry it.",
+    }
+    task.save(update_fields=["status", "finished_at", "error", "updated_at"])
+    registry.notify_abandoned(task)
+    return task
 
 
 def _locked(task: Task) -> Task:

@@ -154,7 +154,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+            # redis-py 8 reads with a 5 s socket timeout by default, which cuts off the layer's blocking
+            # BZPOPMIN (also 5 s) and tears down every socket that has been idle that long: allow more.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 60},
         }
     }
 else:
@@ -196,6 +198,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_RESULT_BACKEND = None
+# The queue tasks go to and workers consume: give each deployment (or test session) sharing one Redis its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -314,6 +318,8 @@ AUTH_CODE_MAX_ATTEMPTS = env.int("AUTH_CODE_MAX_ATTEMPTS", default=5)
 # Per e-mail address (on top of RATELIMIT_AUTH_PER_MINUTE per client IP), django-ratelimit rates.
 AUTH_CODE_EMAIL_RATE = env.str("AUTH_CODE_EMAIL_RATE", default="5/10m")  # codes e-mailed (sign-in, reset)
 AUTH_LOGIN_EMAIL_RATE = env.str("AUTH_LOGIN_EMAIL_RATE", default="10/10m")  # password and code attempts
+# Codes are e-mailed on a background thread, so the answer takes as long for unknown addresses.
+AUTH_EMAIL_IN_BACKGROUND = env.bool("AUTH_EMAIL_IN_BACKGROUND", default=True)
 
 # --- Documents -------------------------------------------------------------------------------
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=25)

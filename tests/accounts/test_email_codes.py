@@ -254,3 +254,26 @@ def test_delivery_failure_answers_the_same(anon_api, user, settings, caplog):
     assert failed.status_code == delivered.status_code == 202
     assert failed.json() == delivered.json()
     assert any("email_delivery_failed" in str(r.msg) for r in caplog.records)
+
+
+@pytest.mark.parametrize("endpoint", [REQUEST, "/api/v1/auth/password/reset"])
+def test_the_answer_does_not_wait_for_the_mail_server(anon_api, closed_tenant, user, settings, endpoint):
+    """Sending takes a mail server's time only for addresses that get a code: answering after it would
+    tell known addresses from unknown ones by the clock. Mail goes out in the background instead."""
+    from accounts.emails import wait_for_background_mail
+    from tests.accounts.failing_email import SlowEmailBackend
+
+    settings.AUTH_EMAIL_IN_BACKGROUND = True
+    settings.EMAIL_BACKEND = "tests.accounts.failing_email.SlowEmailBackend"
+    SlowEmailBackend.RELEASE.clear()
+    try:
+        started = time.monotonic()
+        known = anon_api.post(endpoint, {"email": user.email}, format="json")
+        elapsed = time.monotonic() - started
+        assert known.status_code == 202 and elapsed < 5, elapsed
+        assert anon_api.post(endpoint, {"email": "nobody@acme.test"}, format="json").json() == known.json()
+        assert mail.outbox == []  # still at the "server"
+    finally:
+        SlowEmailBackend.RELEASE.set()
+    wait_for_background_mail()
+    assert [m.to for m in mail.outbox] == [[user.email]]

@@ -38,6 +38,47 @@ def test_register_creates_a_member_and_signs_in(anon_api, tenant):
     assert login(anon_api, "new@acme.test", STRONG)["user"]["id"] == str(user.pk)
 
 
+def test_registering_someone_elses_address_does_not_give_their_account_away(anon_api, tenant):
+    """Pre-hijacking: anyone may register an address they do not own (nothing checks it then). When its
+    owner later proves the mailbox with an e-mailed code, the account becomes theirs alone: the
+    registrant's password and sessions stop working."""
+    from tests.accounts.conftest import request_code
+
+    squatter = anon_api.post(REGISTER, {"email": "victim@acme.test", "password": STRONG}, format="json").json()
+    assert squatter["user"]["email_verified"] is False
+
+    owner = anon_api.post(
+        "/api/v1/auth/verify-code",
+        {"email": "victim@acme.test", "code": request_code(anon_api, "victim@acme.test")},
+        format="json",
+    )
+    assert owner.status_code == 200, owner.content
+    assert owner.json()["user"]["id"] == squatter["user"]["id"] and owner.json()["user"]["email_verified"]
+
+    response = anon_api.post(LOGIN, {"email": "victim@acme.test", "password": STRONG}, format="json")
+    assert_envelope(response, 401, "authentication_failed")
+    response = anon_api.post(REFRESH, {"refresh": squatter["refresh"]}, format="json")
+    assert_envelope(response, 401, "authentication_failed")
+    assert bearer(tenant, owner.json()["access"]).get(ME).status_code == 200
+    # a verified account keeps its password through later code sign-ins
+    anon_api.post(
+        "/api/v1/auth/password/reset/confirm",
+        {"email": "victim@acme.test", "code": _reset_code(anon_api, "victim@acme.test"), "new_password": STRONG},
+        format="json",
+    )
+    anon_api.post(
+        "/api/v1/auth/verify-code",
+        {"email": "victim@acme.test", "code": request_code(anon_api, "victim@acme.test")},
+        format="json",
+    )
+    assert login(anon_api, "victim@acme.test", STRONG)
+
+
+def _reset_code(client, email: str) -> str:  # type: ignore[no-untyped-def]
+    assert client.post(RESET, {"email": email}, format="json").status_code == 202
+    return last_code(email)
+
+
 @pytest.mark.parametrize("email", ["member@acme.test", "MEMBER@acme.test", " member@acme.test "])
 def test_duplicate_registration_is_409(anon_api, user, email):
     response = anon_api.post(REGISTER, {"email": email, "password": STRONG}, format="json")

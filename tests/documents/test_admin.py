@@ -62,3 +62,43 @@ def test_reprocess_action(operator_client: Client, ready_document: Any, uploaded
     ready.refresh_from_db()
     assert ready.status == Document.Status.PENDING
     assert Task.objects.filter(pk=ready.task_id, status=Task.Status.PENDING).exists()
+
+
+def test_the_admin_cannot_move_a_document_or_project_across_tenants(
+    operator_client: Client, ready_document: Any, api: Any, client_for: Any, other_user: User, other_tenant: Any
+) -> None:
+    """A document's chunks, file folder, owner and project all belong to its tenant: the change form
+    keeps the tenant fixed and refuses another tenant's owner or project."""
+    from documents.models import Project
+
+    document = ready_document()
+    mine = Project.objects.get(pk=api.post("/api/v1/projects/", {"name": "Mine"}, format="json").json()["id"])
+    theirs = Project.objects.get(
+        pk=client_for(other_user).post("/api/v1/projects/", {"name": "Theirs"}, format="json").json()["id"]
+    )
+    url = f"/admin/documents/document/{document.pk}/change/"
+    base = {"title": "Renamed", "tenant": str(other_tenant.pk), "owner": str(document.owner_id), "project": ""}
+
+    response = operator_client.post(url, base)  # the tenant field is not editable: ignored
+    assert response.status_code == 302, response.content[:2000]
+    document.refresh_from_db()
+    assert (document.title, document.tenant_id) == ("Renamed", mine.tenant_id)
+    assert set(Chunk.objects.filter(document=document).values_list("tenant_id", flat=True)) == {document.tenant_id}
+
+    for field, value in (("owner", str(other_user.pk)), ("project", str(theirs.pk))):
+        response = operator_client.post(url, {**base, field: value})
+        assert response.status_code == 200 and b"another tenant" in response.content, (field, response.status_code)
+    document.refresh_from_db()
+    assert document.owner.tenant_id == document.tenant_id and document.project_id is None
+
+    assert operator_client.post(url, {**base, "project": str(mine.pk)}).status_code == 302
+    document.refresh_from_db()
+    assert document.project_id == mine.pk
+
+    project_url = f"/admin/documents/project/{mine.pk}/change/"
+    response = operator_client.post(
+        project_url, {"name": "Mine", "description": "", "settings": "{}", "tenant": str(other_tenant.pk)}
+    )
+    assert response.status_code == 302, response.content[:2000]
+    mine.refresh_from_db()
+    assert mine.tenant_id == document.tenant_id

@@ -144,6 +144,37 @@ def test_delete_removes_row_chunks_and_file_and_cancels_ingestion(
     assert task.status == Task.Status.CANCELLED
 
 
+def test_files_go_with_documents_deleted_by_a_cascade(
+    api: APIClient,
+    client_for: Any,
+    tenant: Any,
+    other_user: User,
+    uploaded: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """An operator deleting a user or a whole tenant (the admin) deletes their documents by cascade:
+    the PDFs must leave the storage too, once that commits, and not before."""
+    from django.db import transaction
+
+    owner = UserFactory(tenant=tenant, role=User.Role.MEMBER)
+    mine = uploaded(make_pdf(["uploaded by someone who leaves"]), client=client_for(owner))
+    theirs = uploaded(make_pdf(["a document of the tenant that leaves"]), client=client_for(other_user))
+    paths = [Path(mine.file.path), Path(theirs.file.path)]
+    assert all(path.exists() for path in paths)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks, transaction.atomic():
+        owner.delete()
+    assert not Document.objects.filter(pk=mine.pk).exists()
+    assert paths[0].exists()  # not committed yet
+    for callback in callbacks:
+        callback()
+    assert not paths[0].exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        other_user.tenant.delete()
+    assert not paths[1].exists()
+
+
 def test_reprocess(api: APIClient, uploaded: Any) -> None:
     document = uploaded()
     first_task = document.task_id
@@ -175,6 +206,27 @@ def test_chunks_are_listed_in_order_and_paginated(api: APIClient, ready_document
     assert "embedding" not in first
     rest = api.get(body["next"]).json()
     assert rest["results"][0]["index"] == 3
+
+
+def test_chunk_list_does_not_load_embeddings_or_search_vectors(api: APIClient, ready_document: Any) -> None:
+    document = ready_document()
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get(detail(document, "chunks/")).status_code == 200
+    chunk_selects = [q["sql"] for q in queries if 'FROM "documents_chunk"' in q["sql"] and "COUNT(" not in q["sql"]]
+    assert chunk_selects
+    for sql in chunk_selects:
+        assert '"embedding"' not in sql and '"search_vector"' not in sql, sql
+
+
+@pytest.mark.parametrize("query", ["ordering=index", "ordering=-index", "search=x", "status=ready"])
+def test_list_parameters_on_chunks_do_not_break_the_document_lookup(
+    api: APIClient, ready_document: Any, query: str
+) -> None:
+    """The document's own list filters (ordering, search, status) must not reach its chunk list's lookup."""
+    document = ready_document()
+    response = api.get(detail(document, "chunks/") + "?" + query)
+    assert response.status_code == 200, response.content[:300]
+    assert [c["index"] for c in response.json()["results"]] == list(range(document.chunk_count))[:20]
 
 
 def test_file_download(api: APIClient, uploaded: Any) -> None:

@@ -48,6 +48,17 @@ def test_invalid_projects_are_400(api: APIClient) -> None:
         assert_envelope(api.post(PROJECTS_URL, body, format="json"), 400, "validation_error")
 
 
+def test_nul_characters_in_settings_are_400_not_500(api: APIClient, tenant: Any) -> None:
+    """PostgreSQL's jsonb cannot store U+0000: it must be refused as input, not crash the INSERT."""
+    for settings in ({"a": "x\u0000y"}, {"a\u0000": 1}, {"nested": [{"deep": "\u0000"}]}):
+        error = assert_envelope(api.post(PROJECTS_URL, {"name": "p", "settings": settings}, format="json"), 400)
+        assert error["type"] == "validation_error" and "settings" in error["details"]["fields"], error
+    assert not Project.objects.filter(tenant=tenant).exists()
+    project = api.post(PROJECTS_URL, {"name": "ok"}, format="json").json()
+    response = api.patch(f"{PROJECTS_URL}{project['id']}/", {"settings": {"a": "\u0000"}}, format="json")
+    assert_envelope(response, 400, "validation_error")
+
+
 def test_deleting_a_project_keeps_its_documents(api: APIClient, uploaded: Any) -> None:
     project = api.post(PROJECTS_URL, {"name": "Temp"}, format="json").json()
     document = uploaded(project=project["id"])

@@ -217,3 +217,64 @@ def test_viewers_cannot_upload(client_for: Any, tenant: Any) -> None:
 
 def test_upload_requires_authentication(anon_api: APIClient) -> None:
     assert_requires_auth(DOCUMENTS_URL, anon_api, verbs=("get", "post"))
+
+
+def test_two_concurrent_uploads_of_the_same_bytes_make_one_document(
+    transactional_db: Any, api: APIClient, user: User, tenant: Any
+) -> None:
+    """The race the pre-check cannot see: another upload of the same bytes inserts its row (not yet
+    committed) after this request's duplicate lookup. This request's INSERT then waits on the unique
+    index; when the other commits, the unique constraint turns into "that document", not a 500, and
+    the loser's stored file is removed."""
+    import hashlib
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    data = make_pdf(known_pages())
+    inserted, waited, done = threading.Event(), threading.Event(), threading.Event()
+    winner: dict[str, Any] = {}
+
+    def other_upload() -> None:
+        try:
+            with transaction.atomic():
+                winner["doc"] = Document.objects.create(
+                    tenant=tenant,
+                    owner=user,
+                    title="winner",
+                    file=f"tenants/{tenant.pk}/documents/winner.pdf",
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+                inserted.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:  # until the API request waits on our row
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                        if cursor.fetchone()[0]:
+                            waited.set()
+                            break
+                    time.sleep(0.05)
+        finally:
+            connection.close()
+            done.set()
+
+    thread = threading.Thread(target=other_upload)
+    thread.start()
+    assert inserted.wait(20)
+    response = upload(api, data, "same-bytes.pdf")
+    thread.join(30)
+    assert done.is_set()
+
+    assert waited.is_set(), "the request never waited on the unique index: the race was not exercised"
+    assert response.status_code == 200, response.content[:500]
+    body = response.json()
+    assert body["duplicate"] is True
+    assert body["id"] == str(winner["doc"].pk)
+    assert Document.objects.filter(tenant=tenant).count() == 1
+    assert not Task.objects.filter(tenant=tenant, kind=Task.Kind.DOCUMENT_INGESTION).exists()
+    assert stored_files(tenant) == []  # the loser's file is gone (the winner here stored none)

@@ -102,6 +102,25 @@ def test_oversized_json_body_is_a_413_envelope(anon_api: APIClient, settings) ->
     assert_envelope(response, 413, "payload_too_large")
 
 
+def test_too_many_fields_or_files_are_a_400_envelope(anon_api: APIClient) -> None:
+    """Django refuses them with a SuspiciousOperation while DRF parses: a client error, never a 500."""
+    from urllib.parse import urlencode
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    fields = urlencode({f"f{i}": "x" for i in range(1100)})  # DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+    responses = [
+        anon_api.post("/api/v1/_t/echo", fields, content_type="application/x-www-form-urlencoded"),
+        anon_api.get("/api/v1/_t/echo?" + fields),
+        anon_api.post(  # DATA_UPLOAD_MAX_NUMBER_FILES = 100
+            "/api/v1/_t/echo", {f"f{i}": SimpleUploadedFile(f"{i}.txt", b"x") for i in range(120)}, format="multipart"
+        ),
+    ]
+    for response in responses:
+        assert_envelope(response, 400, "bad_request")
+        no_internals(response)
+
+
 def test_tenant_errors_come_from_the_middleware_in_the_envelope(client: Client) -> None:
     assert_envelope(client.get("/api/v1/_t/echo"), 400, "tenant_required")
     assert_envelope(client.get("/api/v1/_t/echo", HTTP_X_TENANT_ID="no-such-tenant"), 404, "tenant_not_found")

@@ -127,5 +127,27 @@ def test_readiness_is_503_without_pgvector(client: Client, django_db_blocker: An
             cursor.execute("ROLLBACK TO SAVEPOINT no_vector")
 
 
+def test_readiness_does_not_reveal_hosts_ports_or_paths(client: Client, tmp_path: Any) -> None:
+    """The endpoint is public: with DEBUG off a failure says which dependency and what kind of error,
+    not the addresses, ports, folders or credentials in the exception's text (those go to the log)."""
+    port = dead_port()
+    dead_cache = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
+    }
+    with override_settings(CACHES=dead_cache):
+        failed = _assert_unavailable(client, "cache")
+        body = client.get("/api/v1/health/ready").content.decode()
+    assert str(port) not in body and "127.0.0.1" not in body, body
+    assert failed["error"] == "ConnectionError", failed
+
+    options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "data_folder_in": str(tmp_path / "missing")}
+    with override_settings(CELERY_BROKER_URL="filesystem://localhost//", CELERY_BROKER_TRANSPORT_OPTIONS=options):
+        body = client.get("/api/v1/health/ready").content.decode()
+    assert str(tmp_path) not in body, body
+
+    with override_settings(CACHES=dead_cache, DEBUG=True):  # a developer sees the whole message
+        assert str(port) in client.get("/api/v1/health/ready").json()["checks"]["cache"]["error"]
+
+
 def test_health_errors_use_the_envelope(client: Client) -> None:
     assert_envelope(client.delete("/api/v1/health/ready"), 405, "method_not_allowed")
