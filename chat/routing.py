@@ -1,7 +1,11 @@
+"""WebSocket routes (``config.asgi`` mounts them behind ``AllowedHostsOriginValidator``)."""
+
 from __future__ import annotations
 
 from django.urls import path
 
+from chat.consumers import ChatConsumer
+
 websocket_urlpatterns: list = [
-    # path("ws/chat/", ChatConsumer.as_asgi()),  -- added by the chat app
+    path("ws/chat/", ChatConsumer.as_asgi()),
 ]

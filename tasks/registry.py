@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from celery import Task as CeleryTask
-from django.db import transaction
 
 if TYPE_CHECKING:
     from tasks.models import Task
@@ -62,22 +61,18 @@ def register_background(
             _on_abandoned[kind] = on_abandoned
 
 
-def notify_abandoned(task: Task) -> None:
-    """Run the ``on_abandoned`` hook of ``task.kind`` once the transaction commits; errors are logged."""
+def run_abandoned_hook(task: Task) -> None:
+    """Run the ``on_abandoned`` hook of ``task.kind`` (call it after commit); errors are logged."""
     hook = _on_abandoned.get(task.kind)
     if hook is None:
         _autodiscover()
         hook = _on_abandoned.get(task.kind)
     if hook is None:
         return
-
-    def run() -> None:
-        try:
-            hook(task)
-        except Exception:
-            logger.exception("task_abandoned_hook_failed", extra={"task_id": task.pk, "kind": task.kind})
-
-    transaction.on_commit(run)
+    try:
+        hook(task)
+    except Exception:
+        logger.exception("task_abandoned_hook_failed", extra={"task_id": task.pk, "kind": task.kind})
 
 
 def unregister_background(kind: str) -> None:

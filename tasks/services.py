@@ -85,7 +85,7 @@ def task_mark_enqueue_failed(*, task_id: int, celery_id: str, error: Exception) 
         "message": f"The task queue could not be reached ({type(error).__name__}); retry it.",
     }
     task.save(update_fields=["status", "finished_at", "error", "updated_at"])
-    registry.notify_abandoned(task)
+    transaction.on_commit(lambda: registry.run_abandoned_hook(task))
     return task
 
 
@@ -94,8 +94,16 @@ def _locked(task: Task) -> Task:
     return Task.objects.select_for_update().get(pk=task.pk)
 
 
-def _publish_on_commit(task: Task) -> None:
-    transaction.on_commit(lambda: publish_task_progress(task))
+def _publish_on_commit(task: Task, *, abandoned: bool = False) -> None:
+    """After commit: the ``task.progress`` event and, for background work that ended outside its
+    worker (``abandoned``), the owning app's hook (see :func:`tasks.registry.register_background`)."""
+
+    def after_commit() -> None:
+        publish_task_progress(task)
+        if abandoned:
+            registry.run_abandoned_hook(task)
+
+    transaction.on_commit(after_commit)
 
 
 def _conflict_transition(task: Task, new: str, message: str | None = None) -> Conflict:
@@ -148,9 +156,7 @@ def task_cancel(*, task: Task) -> Task:
         celery_id = task.celery_task_id
         transaction.on_commit(lambda: revoke_celery_task(celery_id))
     task.save(update_fields=update_fields)
-    if task.is_background:
-        registry.notify_abandoned(task)
-    _publish_on_commit(task)
+    _publish_on_commit(task, abandoned=task.is_background)
     return task
 
 
@@ -213,8 +219,7 @@ def task_fail_stalled(*, timeout_seconds: int | None = None, now: datetime | Non
             f"(more than {timeout} s); the task was given up. Retry it to run it again.",
         }
         task.save(update_fields=["status", "finished_at", "error", "updated_at"])
-        _publish_on_commit(task)
-        registry.notify_abandoned(task)
+        _publish_on_commit(task, abandoned=True)
         logger.warning(
             "task_stalled", extra={"task_id": task.pk, "kind": task.kind, "last_seen": last_seen.isoformat()}
         )

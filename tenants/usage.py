@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -104,22 +104,20 @@ def user_quota_limit(tenant: Tenant) -> int:
     return _setting_int(tenant, "user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA)
 
 
-def _tokens_used(queryset: Any) -> int:
-    total = queryset.aggregate(
-        total=Coalesce(Sum("prompt_tokens"), 0)
-        + Coalesce(Sum("completion_tokens"), 0)
-        + Coalesce(Sum("embedding_tokens"), 0)
-    )["total"]
-    return int(total or 0)
+_TOTAL = F("prompt_tokens") + F("completion_tokens") + F("embedding_tokens")
 
 
 def quota_status(*, tenant: Tenant, user: Any | None, now: datetime | None = None) -> list[Quota]:
-    """Today's tenant quota and, when ``user`` is given, the user's: limits, used and reset time."""
+    """Today's tenant quota and, when ``user`` is given, the user's: limits, used and reset time (one query)."""
     start, end = day_window(now)
     today = UsageRecord.objects.for_tenant(tenant).filter(created_at__gte=start, created_at__lt=end)
-    quotas = [Quota("tenant", tenant_quota_limit(tenant), _tokens_used(today), end)]
+    aggregates: dict[str, Any] = {"tenant": Coalesce(Sum(_TOTAL), 0)}
     if user is not None:
-        quotas.append(Quota("user", user_quota_limit(tenant), _tokens_used(today.filter(user=user)), end))
+        aggregates["user"] = Coalesce(Sum(_TOTAL, filter=Q(user=user)), 0)
+    used = today.aggregate(**aggregates)
+    quotas = [Quota("tenant", tenant_quota_limit(tenant), int(used["tenant"]), end)]
+    if user is not None:
+        quotas.append(Quota("user", user_quota_limit(tenant), int(used["user"]), end))
     return quotas
 
 

@@ -109,6 +109,8 @@ def test_a_worker_on_the_redis_broker(require_redis: str, start_celery_worker: A
 
     sender = Celery("probe", broker=require_redis, set_as_current=False)
     sender.conf.task_serializer = "json"
+    # the worker consumes this session's own queue (config.settings.test), not Celery's default one
+    sender.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     redis_cache = RedisCache(require_redis, {})
     env = build_subprocess_env(REDIS_URL=require_redis)
     env.pop("CELERY_BROKER_URL", None)

@@ -1,0 +1,408 @@
+"""Chat: the time to first token the backend adds, and 200 sockets streaming from one daphne.
+
+One daphne process serves :data:`application` (DocuMind's ``config.asgi`` plus an event-loop lag probe
+at ``/bench/loop-lag``); the chat provider is ``openai`` pointed at the fake OpenAI-compatible server of
+the test suite (``tests/fake_openai.py``, real HTTP and SSE) in a process of its own; retrieval is the
+real hybrid search over a seeded document (hashing embeddings); the channel layer, cache and database
+are the embedded default's (or Redis when ``REDIS_URL`` is set).
+
+1. **Added time to first token**: ``--questions`` questions one after another on one socket (each a new
+   session: validation, retrieval, prompt, quota reservation, two inserts, the model call), from
+   sending ``chat.message`` to the first ``chat.token``; against the same fake model asked directly
+   with the ``openai`` client from this process. The difference is what the backend adds.
+2. **Concurrency**: ``--sockets`` sockets connect, then all ask at once; the fake streams
+   ``--words`` words ``--token-delay-ms`` apart. Success = ``chat.end`` completed, its content equal
+   to the streamed tokens, with a citation. Reports p50/p95 time to first token and the daphne
+   event loop's lag (a 10 ms sleep's overshoot, sampled in the server during the run).
+
+    .venv/bin/python benchmarks/chat.py [--questions 200] [--sockets 200] [--words 40] [--token-delay-ms 20]
+
+Two cores are shared by daphne, PostgreSQL, the fake model and the client: read the figures as
+relative, not as capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+DB_NAME = "documind_bench_chat"
+LAG_PATH = "/bench/loop-lag"
+LAG_INTERVAL = 0.01
+
+# --- the daphne side: DocuMind plus a loop-lag probe -----------------------------------------
+
+_lags: list[float] = []
+_monitor: asyncio.Task[None] | None = None
+_django: Any = None
+
+
+async def _watch_loop() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(LAG_INTERVAL)
+        _lags.append(max(0.0, loop.time() - started - LAG_INTERVAL))
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """What the benchmark's daphne serves (``benchmarks.chat:application``)."""
+    global _monitor, _django
+    if _monitor is None:
+        _monitor = asyncio.get_running_loop().create_task(_watch_loop())
+    if scope["type"] == "http" and scope["path"] == LAG_PATH:
+        samples = sorted(_lags)
+        _lags.clear()
+        body = json.dumps(_summary(samples)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return
+    if _django is None:
+        from config.asgi import application as django_application
+
+        _django = django_application
+    await _django(scope, receive, send)
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000  # noqa: E731
+    return {
+        "count": len(ordered),
+        "p50_ms": pick(0.5),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+# --- the client side -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
+
+
+def seed(users: int) -> tuple[Any, list[str]]:
+    """A tenant with ``users`` members (access tokens) and one ready document (real chunker/embedder/store)."""
+    import dataclasses
+
+    from django.db import transaction
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.models import User
+    from documents.chunking import chunk_pages
+    from documents.embeddings import get_embedder
+    from documents.extraction import PageText
+    from documents.ingestion import chunks_replace
+    from documents.models import Document
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(slug="bench-chat").delete()
+    tenant = Tenant.objects.create(
+        slug="bench-chat", name="Chat benchmark", settings={"daily_token_quota": 0, "user_daily_token_quota": 0}
+    )
+    members = User.objects.bulk_create(
+        [User(tenant=tenant, email=f"bench{i}@bench.test", role=User.Role.MEMBER) for i in range(users)]
+    )
+    pages = [
+        "Vacation policy. Every employee receives twenty-five days of paid vacation per year. " * 3,
+        "Security policy. Laptops must use full disk encryption and lost devices are reported at once. " * 3,
+        "Travel policy. Book trains for trips under four hours and flights otherwise. " * 3,
+    ]
+    with transaction.atomic():
+        document = Document.objects.create(
+            tenant=tenant,
+            owner=members[0],
+            title="Handbook",
+            file="bench/handbook.pdf",
+            sha256="0" * 64,
+            status=Document.Status.READY,
+            page_count=len(pages),
+        )
+        chunks = []
+        for number, text in enumerate(pages, start=1):
+            for chunk in chunk_pages([PageText(number, text)], chunk_tokens=400, overlap=40):
+                chunks.append(dataclasses.replace(chunk, index=len(chunks)))
+        embedder = get_embedder()
+        vectors = embedder.embed([c.text for c in chunks]).vectors
+        count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
+        Document.objects.filter(pk=document.pk).update(
+            chunk_count=count, embedding_model=embedder.model, embedding_dimensions=embedder.dimensions
+        )
+    tokens = []
+    for member in members:
+        token = AccessToken.for_user(member)
+        token["tenant"] = str(tenant.pk)
+        token["role"] = member.role
+        tokens.append(str(token))
+    return tenant, tokens
+
+
+async def direct_ttft(base_url: str, questions: int) -> list[float]:
+    """The fake model's own time to first token, asked with the openai client (the baseline)."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
+    messages = [{"role": "system", "content": "Sources: [1] Handbook ..."}, {"role": "user", "content": "vacation?"}]
+    times = []
+    for _ in range(questions):
+        started = time.perf_counter()
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )
+        first = None
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - started
+        times.append(first or 0.0)
+    await client.close()
+    return times
+
+
+async def ask(ws: Any, question: str) -> dict[str, Any]:
+    """Send one question; return its time to first token, the end event and the streamed text."""
+    started = time.perf_counter()
+    await ws.send(json.dumps({"type": "chat.message", "content": question}))
+    first, text, end = None, [], None
+    while end is None:
+        event = json.loads(await ws.recv())
+        if event["type"] == "chat.token":
+            if first is None:
+                first = time.perf_counter() - started
+            text.append(event["delta"])
+        elif event["type"] == "chat.end":
+            end = event
+        elif event["type"] == "error":
+            return {"ok": False, "error": event["error"]["type"], "ttft": first}
+    ok = end["status"] == "completed" and "".join(text) == end["content"] and bool(end["citations"])
+    return {"ok": ok, "ttft": first, "server_ttft_ms": end.get("ttft_ms"), "total": time.perf_counter() - started}
+
+
+async def sequential(ws_url: str, origin: str, questions: int) -> list[dict[str, Any]]:
+    from websockets.asyncio.client import connect
+
+    results = []
+    async with connect(ws_url, origin=origin, max_size=None) as ws:  # type: ignore[arg-type]
+        for i in range(questions):
+            results.append(await ask(ws, f"How many vacation days do employees get? ({i})"))
+    return results
+
+
+async def concurrent(ws_base: str, origin: str, tokens: list[str]) -> tuple[list[dict[str, Any]], float, int]:
+    from websockets.asyncio.client import connect
+
+    async def one(token: str, ready: asyncio.Event) -> dict[str, Any]:
+        try:
+            async with connect(f"{ws_base}?token={token}", origin=origin, open_timeout=60, max_size=None) as ws:  # type: ignore[arg-type]
+                connected.append(1)
+                await ready.wait()
+                return await asyncio.wait_for(ask(ws, "Do laptops need disk encryption?"), timeout=120)
+        except Exception as exc:
+            return {"ok": False, "error": type(exc).__name__, "ttft": None}
+
+    connected: list[int] = []
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(one(token, ready)) for token in tokens]
+    deadline = time.monotonic() + 120
+    while len(connected) < len(tokens) and time.monotonic() < deadline and not all(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    ready.set()
+    results = await asyncio.gather(*tasks)
+    return results, time.perf_counter() - started, len(connected)
+
+
+def configure_fake(base_url: str, **config: Any) -> None:
+    import httpx
+
+    httpx.post(base_url.removesuffix("/v1") + "/_fake/config", json=config, timeout=10).raise_for_status()
+
+
+def http_get_json(port: int, path: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--sockets", type=int, default=200)
+    parser.add_argument("--words", type=int, default=40)
+    parser.add_argument("--token-delay-ms", type=float, default=20.0)
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env.setdefault("DJANGO_DEBUG", "false")
+    env.setdefault("LOG_FORMAT", "json")
+    env.setdefault("LOG_LEVEL", "WARNING")
+    server = None
+    if not env.get("DATABASE_URL"):
+        from urllib.parse import quote
+
+        from config.embedded_db import ensure_database, ensure_server, socket_dir
+
+        var_dir = Path(env.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var")))
+        server = ensure_server(Path(env.get("EMBEDDED_PGDATA", str(var_dir / "pgdata"))))
+        host = socket_dir(server)
+        ensure_database(host, DB_NAME)
+        env["DATABASE_URL"] = f"postgresql://postgres@/{DB_NAME}?host={quote(host)}"
+
+    # The fake model runs in a process of its own: its threads must not share a GIL with the client.
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", "0"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    fake_url = fake.stdout.readline().split()[1]  # type: ignore[union-attr]
+    env.update(
+        CHAT_PROVIDER="openai",
+        OPENAI_API_KEY="sk-bench",
+        OPENAI_BASE_URL=fake_url,
+        OPENAI_MAX_RETRIES="0",
+        EMBEDDING_PROVIDER="hashing",
+        RATELIMIT_ENABLED="false",
+        CHAT_SOCKET_MESSAGES_PER_MINUTE="1000000",
+    )
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    _, tokens = seed(max(1, args.sockets))
+    words = " ".join(f"word{i}" for i in range(args.words))
+    configure_fake(fake_url, reply=f"Employees get twenty-five days of vacation [1]. {words}", token_delay=0)
+
+    port = free_port()
+    daphne = str(Path(sys.executable).parent / "daphne")
+    process = subprocess.Popen(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0", "benchmarks.chat:application"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    origin = f"http://127.0.0.1:{port}"
+    ws_base = f"ws://127.0.0.1:{port}/ws/chat/"
+    try:
+        # Ours answers the lag probe (another process on this busy machine may have taken the port).
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if "p95_ms" in http_get_json(port, LAG_PATH):
+                    break
+            except Exception:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start (or the port was taken)")
+            time.sleep(0.2)
+
+        # 1. added time to first token (no token delay: the fake answers at once)
+        asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, 10))  # warm-up
+        asyncio.run(direct_ttft(fake_url, 10))
+        direct = asyncio.run(direct_ttft(fake_url, args.questions))
+        socket_results = asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, args.questions))
+        via = [r["ttft"] for r in socket_results if r["ttft"] is not None]
+        server_ttft = [r["server_ttft_ms"] for r in socket_results if r.get("server_ttft_ms") is not None]
+
+        # 2. concurrency
+        configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
+        http_get_json(port, LAG_PATH)  # reset the lag samples
+        results, elapsed, connected = asyncio.run(concurrent(ws_base, origin, tokens[: args.sockets]))
+        lag = http_get_json(port, LAG_PATH)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        fake.terminate()
+        fake.wait(timeout=10)
+        if server is not None:
+            from config.embedded_db import release_server
+
+            release_server(server)
+
+    ms = lambda v: v * 1000  # noqa: E731
+    p50_direct, p95_direct = ms(percentile(direct, 0.5)), ms(percentile(direct, 0.95))
+    p50_via, p95_via = ms(percentile(via, 0.5)), ms(percentile(via, 0.95))
+    print(f"chat: time to first token over the fake model ({args.questions} questions, one socket, each a new session)")
+    print(f"  fake model, openai client direct   p50 {p50_direct:7.2f} ms   p95 {p95_direct:7.2f} ms")
+    print(
+        f"  through DocuMind's socket          p50 {p50_via:7.2f} ms   p95 {p95_via:7.2f} ms"
+        f"   ({sum(r['ok'] for r in socket_results)}/{len(socket_results)} ok)"
+    )
+    print(
+        f"  added by the backend               p50 {p50_via - p50_direct:7.2f} ms   p95 {p95_via - p95_direct:7.2f} ms"
+        f"   (server-side ttft_ms p50 {statistics.median(server_ttft):.0f})"
+    )
+    ok = sum(1 for r in results if r["ok"])
+    ttfts = [r["ttft"] for r in results if r.get("ttft") is not None]
+    errors: dict[str, int] = {}
+    for r in results:
+        if not r["ok"]:
+            errors[str(r.get("error"))] = errors.get(str(r.get("error")), 0) + 1
+    print(
+        f"chat: {args.sockets} concurrent sockets on one daphne, {args.words + 8} words each, "
+        f"{args.token_delay_ms:.0f} ms apart"
+    )
+    print(
+        f"  connected {connected}/{args.sockets}; answered completely {ok}/{args.sockets} "
+        f"({100 * ok / max(1, args.sockets):.1f} %){'; errors ' + json.dumps(errors) if errors else ''}"
+    )
+    if ttfts:
+        print(
+            f"  time to first token p50 {ms(percentile(ttfts, 0.5)):7.1f} ms   p95 {ms(percentile(ttfts, 0.95)):7.1f} ms"
+            f"   all answers done in {elapsed:.1f} s"
+        )
+        server_side = [r["server_ttft_ms"] for r in results if r.get("server_ttft_ms") is not None]
+        if server_side:
+            print(
+                f"  of which server-side (question taken up -> first token) p50 {percentile(server_side, 0.5):.0f} ms"
+                f"   p95 {percentile(server_side, 0.95):.0f} ms"
+            )
+    print(
+        f"  daphne event-loop lag ({lag['count']} samples of a {LAG_INTERVAL * 1000:.0f} ms sleep): "
+        f"p50 {lag['p50_ms']:.1f} ms  p95 {lag['p95_ms']:.1f} ms  p99 {lag['p99_ms']:.1f} ms  max {lag['max_ms']:.1f} ms"
+    )
+    return 0 if ok == args.sockets else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

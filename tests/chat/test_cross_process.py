@@ -1,0 +1,162 @@
+"""The whole product across processes: a real daphne, a real Celery worker, Redis, the real openai client.
+
+Upload a PDF over REST, watch its ``document.status`` events arrive on the chat socket as the worker
+ingests it, ask a question over the socket and get a streamed answer whose citation points at the
+page of that PDF which holds the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.core.cache.backends.redis import RedisCache
+from websockets.sync.client import connect
+
+from accounts.authentication import tokens_for_user
+from tests.documents.pdfs import make_pdf
+from tests.fake_openai import FakeOpenAI
+from tests.subprocesses import BASE_DIR, build_subprocess_env, stop_process_group
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
+
+FILLER = (
+    "The committee reviewed the minutes of the previous meeting and approved them without changes. "
+    "Members discussed the schedule for the coming quarter and agreed to meet again next month. "
+)
+PAGES = [
+    FILLER * 3,
+    FILLER * 2 + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. " + FILLER * 2,
+    FILLER * 3,
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def daphne(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``daphne config.asgi:application`` on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start:\n" + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+        yield base
+    except BaseException:
+        sys.stderr.write("daphne output:\n" + log.read_text(errors="replace")[-5000:])  # shown with the failure
+        raise
+    finally:
+        stop_process_group(process)
+
+
+def redis_ping_sender(url: str) -> Callable[[str], Any]:
+    """Send ``health.ping`` on the Redis broker to this session's queue (the suite itself runs without Redis)."""
+    from celery import Celery
+    from django.conf import settings
+
+    probe = Celery("probe", broker=url, set_as_current=False)
+    probe.conf.task_serializer = "json"
+
+    def send(token: str) -> None:
+        probe.send_task("health.ping", args=[token], queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+
+    return send
+
+
+def test_upload_ingest_events_and_a_cited_streamed_answer(
+    require_redis: str, start_celery_worker: Any, fake_openai: FakeOpenAI, user: Any, tmp_path: Path
+) -> None:
+    env = build_subprocess_env(
+        REDIS_URL=require_redis,
+        CHAT_PROVIDER="openai",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_MAX_RETRIES="0",
+        EMBEDDING_PROVIDER="hashing",
+        CHUNK_TOKENS="60",
+        CHUNK_OVERLAP="6",
+        RATELIMIT_ENABLED="false",
+        LOG_LEVEL="WARNING",
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    tokens = tokens_for_user(user)
+    headers = {"Authorization": f"Bearer {tokens['access']}", "X-Tenant-ID": user.tenant.slug}
+    fake_openai.reply = "The cat is called Marmalade [1]."
+
+    with (
+        start_celery_worker(
+            env=env, purge=False, ping_send=redis_ping_sender(require_redis), ping_cache=RedisCache(require_redis, {})
+        ),
+        daphne(env, tmp_path / "daphne.log") as base,
+    ):
+        ws_url = base.replace("http", "ws") + f"/ws/chat/?token={tokens['access']}"
+        with connect(ws_url, origin=base, open_timeout=10) as ws:
+            # Idle for longer than the Redis channel layer's blocking read (5 s): the socket must survive.
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=6.5)
+            response = httpx.post(
+                f"{base}/api/v1/documents/",
+                headers=headers,
+                timeout=30,
+                files={"file": ("minutes.pdf", make_pdf(PAGES), "application/pdf")},
+                data={"title": "Committee minutes"},
+            )
+            assert response.status_code == 202, response.text
+            document_id = response.json()["id"]
+
+            statuses = []
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                event = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+                if event["type"] == "document.status" and event["document_id"] == document_id:
+                    statuses.append(event["status"])
+                    if event["status"] in ("ready", "failed"):
+                        break
+            assert statuses[-1] == "ready", statuses
+            assert "processing" in statuses
+
+            ws.send(json.dumps({"type": "chat.message", "content": "What is the lighthouse keeper's cat called?"}))
+            events = []
+            while not events or events[-1]["type"] != "chat.end":
+                event = json.loads(ws.recv(timeout=30))
+                if event["type"].startswith("chat.") or event["type"] == "error":
+                    events.append(event)
+
+    assert events[0]["type"] == "chat.start"
+    end = events[-1]
+    assert end["status"] == "completed", events
+    assert "".join(e["delta"] for e in events if e["type"] == "chat.token") == end["content"]
+    assert len([e for e in events if e["type"] == "chat.token"]) > 3
+    [citation] = end["citations"]
+    assert citation["document_id"] == document_id and citation["document_title"] == "Committee minutes"
+    assert citation["page_start"] == citation["page_end"] == 2
+    assert "Marmalade" in citation["snippet"]
+    # the model really was asked, through the real client, with the PDF's page as source [1]
+    system = fake_openai.requests_to("chat")[0].body["messages"][0]["content"]
+    assert "[1] Committee minutes (page 2)" in system

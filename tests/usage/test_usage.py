@@ -1,0 +1,210 @@
+"""The usage ledger's windows, quotas (reserve/reconcile) and ``GET /api/v1/usage/``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from config.errors import QuotaExceeded
+from tenants.models import UsageRecord
+from tenants.usage import (
+    day_window,
+    quota_check,
+    quota_status,
+    usage_by_user,
+    usage_reconcile,
+    usage_reserve,
+    usage_summary,
+)
+from tests.crosstenant import assert_envelope, assert_requires_auth
+from tests.factories import UserFactory
+
+URL = "/api/v1/usage/"
+
+
+def record(
+    tenant: Any,
+    user: Any,
+    *,
+    ago: timedelta,
+    kind: str = "chat",
+    prompt: int = 0,
+    completion: int = 0,
+    embedding: int = 0,
+) -> UsageRecord:
+    row = UsageRecord.objects.create(
+        tenant=tenant,
+        user=user,
+        kind=kind,
+        model="m",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        embedding_tokens=embedding,
+    )
+    UsageRecord.objects.filter(pk=row.pk).update(created_at=timezone.now() - ago)
+    return row
+
+
+@pytest.fixture
+def history(tenant: Any, user: Any, admin_user: Any, other_user: Any) -> None:
+    record(tenant, user, ago=timedelta(hours=1), prompt=100, completion=50)
+    record(tenant, user, ago=timedelta(hours=23), kind="embedding", embedding=1000)
+    record(tenant, user, ago=timedelta(days=2), prompt=10, completion=5)
+    record(tenant, user, ago=timedelta(days=8), prompt=99999)  # outside both windows
+    record(tenant, admin_user, ago=timedelta(hours=2), prompt=7, completion=3)
+    record(tenant, None, ago=timedelta(hours=3), kind="embedding", embedding=11)
+    record(other_user.tenant, other_user, ago=timedelta(hours=1), prompt=5555)
+
+
+@pytest.mark.django_db
+def test_summary_windows(tenant: Any, user: Any, history: None) -> None:
+    summary = usage_summary(tenant=tenant, user=user)
+    assert summary["last_24h"] == {
+        "prompt_tokens": 100,
+        "completion_tokens": 50,
+        "embedding_tokens": 1000,
+        "total_tokens": 1150,
+        "requests": 2,
+    }
+    assert summary["last_7d"] == {
+        "prompt_tokens": 110,
+        "completion_tokens": 55,
+        "embedding_tokens": 1000,
+        "total_tokens": 1165,
+        "requests": 3,
+    }
+    whole = usage_summary(tenant=tenant)
+    assert whole["last_24h"]["total_tokens"] == 1150 + 10 + 11 and whole["last_24h"]["requests"] == 4
+    rows = {row["email"]: row for row in usage_by_user(tenant=tenant)}
+    assert set(rows) == {"admin@acme.test", "member@acme.test", None}
+    assert rows["admin@acme.test"]["last_7d"]["total_tokens"] == 10
+    assert rows[None]["last_24h"]["embedding_tokens"] == 11
+
+
+@pytest.mark.django_db
+def test_day_window_and_quota_status(tenant: Any, user: Any, settings: Any) -> None:
+    start, end = day_window(datetime(2026, 3, 5, 17, 30, tzinfo=UTC))
+    assert (start, end) == (datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 6, tzinfo=UTC))
+    settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA = 1000
+    settings.DEFAULT_USER_DAILY_TOKEN_QUOTA = 100
+    record(tenant, user, ago=timedelta(0), prompt=40)
+    tenant_quota, user_quota = quota_status(tenant=tenant, user=user)
+    assert (tenant_quota.limit, tenant_quota.used, tenant_quota.remaining) == (1000, 40, 960)
+    assert (user_quota.limit, user_quota.used, user_quota.remaining) == (100, 40, 60)
+    tenant.settings = {"daily_token_quota": 0, "user_daily_token_quota": 50}
+    tenant.save()
+    tenant_quota, user_quota = quota_status(tenant=tenant, user=user)
+    assert tenant_quota.unlimited and tenant_quota.remaining is None and tenant_quota.as_dict()["limit"] is None
+    assert user_quota.limit == 50 and user_quota.remaining == 10
+
+
+@pytest.mark.django_db
+def test_reserve_refuses_over_quota_and_reconciles(tenant: Any, user: Any) -> None:
+    tenant.settings = {"user_daily_token_quota": 1000}
+    tenant.save()
+    reservation = usage_reserve(tenant=tenant, user=user, model="gpt-4o-mini", prompt_tokens=300, completion_tokens=500)
+    assert quota_status(tenant=tenant, user=user)[1].used == 800
+    with pytest.raises(QuotaExceeded) as info:
+        usage_reserve(tenant=tenant, user=user, model="gpt-4o-mini", prompt_tokens=100, completion_tokens=500)
+    error = info.value
+    assert error.status_code == 429 and error.code == "quota_exceeded"
+    assert error.details["scope"] == "user" and error.details["remaining"] == 200 and error.details["needed"] == 600
+    now = timezone.now()
+    assert abs(int(error.headers["Retry-After"]) - (day_window(now)[1] - now).total_seconds()) <= 2
+    # the real usage was smaller: reconciling frees the difference
+    usage_reconcile(record=reservation, prompt_tokens=280, completion_tokens=20)
+    reservation.refresh_from_db()
+    assert (reservation.prompt_tokens, reservation.completion_tokens) == (280, 20)
+    usage_reserve(tenant=tenant, user=user, model="gpt-4o-mini", prompt_tokens=100, completion_tokens=500)
+    # yesterday does not count against today
+    record(tenant, user, ago=timedelta(days=1, hours=1), prompt=100000)
+    quota_check(tenant=tenant, user=user, needed=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reservations_cannot_overrun_the_quota(tenant: Any, user: Any) -> None:
+    """Reservations take a per-tenant lock: of 8 racing 300-token asks against 1000, exactly 3 fit."""
+    tenant.settings = {"daily_token_quota": 1000}
+    tenant.save()
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def ask() -> None:
+        try:
+            barrier.wait()
+            usage_reserve(tenant=tenant, user=user, model="m", prompt_tokens=100, completion_tokens=200)
+            outcomes.append("ok")
+        except QuotaExceeded:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    assert quota_status(tenant=tenant, user=None)[0].used == 900
+
+
+@pytest.mark.django_db
+def test_usage_endpoint_for_a_member(api: Any, user: Any, tenant: Any, history: None, settings: Any) -> None:
+    settings.DEFAULT_USER_DAILY_TOKEN_QUOTA = 2000
+    settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA = 5000
+    body = api.get(URL).json()
+    assert body["scope"] == "user"
+    assert body["last_24h"]["total_tokens"] == 1150 and body["last_7d"]["requests"] == 3
+    assert "users" not in body
+    user_quota = body["quota"]["user"]
+    assert user_quota["limit"] == 2000 and user_quota["scope"] == "user"
+    # "used" is today's (UTC) usage; the 24-hour window may reach into yesterday
+    today = usage_today(tenant, user)
+    assert user_quota["used"] == today and user_quota["remaining"] == 2000 - today
+    assert user_quota["resets_at"].endswith("T00:00:00Z")
+    assert body["quota"]["tenant"]["limit"] == 5000
+    assert body["remaining_today"] == min(user_quota["remaining"], body["quota"]["tenant"]["remaining"])
+
+
+def usage_today(tenant: Any, user: Any) -> int:
+    start, _ = day_window()
+    return sum(r.total_tokens for r in UsageRecord.objects.filter(tenant=tenant, user=user, created_at__gte=start))
+
+
+@pytest.mark.django_db
+def test_usage_endpoint_for_the_tenant(api: Any, admin_api: Any, history: None) -> None:
+    body = admin_api.get(URL + "?scope=tenant").json()
+    assert body["scope"] == "tenant"
+    assert body["last_24h"]["total_tokens"] == 1171 and body["last_24h"]["requests"] == 4
+    assert {row["email"] for row in body["users"]} == {"admin@acme.test", "member@acme.test", None}
+    assert all(row["last_24h"]["prompt_tokens"] != 5555 for row in body["users"])  # no other tenant
+    # the admin's own view is only theirs
+    own = admin_api.get(URL).json()
+    assert own["last_7d"]["total_tokens"] == 10
+    assert_envelope(api.get(URL + "?scope=tenant"), 403, "permission_denied")
+    assert_envelope(admin_api.get(URL + "?scope=everyone"), 400, "validation_error")
+
+
+@pytest.mark.django_db
+def test_usage_endpoint_auth_and_tenancy(
+    anon_api: Any, client_for: Any, user: Any, other_user: Any, history: None
+) -> None:
+    assert_requires_auth(URL, anon_api)
+    theirs = client_for(other_user).get(URL).json()
+    assert theirs["last_24h"]["prompt_tokens"] == 5555 and theirs["last_7d"]["requests"] == 1
+    # a token for one tenant with the other's header
+    assert_envelope(client_for(user, tenant=other_user.tenant).get(URL), 401)
+    colleague = UserFactory(tenant=user.tenant, email="new@acme.test")
+    empty = client_for(colleague).get(URL).json()
+    assert empty["last_7d"] == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "embedding_tokens": 0,
+        "total_tokens": 0,
+        "requests": 0,
+    }
