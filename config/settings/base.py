@@ -330,7 +330,8 @@ CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=400)
 CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=40)
 PDF_EXTRACTOR = env.str("PDF_EXTRACTOR", default="pypdfium2")
 SEARCH_EF_SEARCH = env.int("SEARCH_EF_SEARCH", default=200)
-SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=2000)  # exact: ~7 ms per 2,000 (benchmarks/search.py)
+# Exact search below this many candidate chunks: ~7 ms per 2,000 (benchmarks/search.py).
+SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=2000)
 PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=20.0)  # a page over it is skipped
 PDF_MAX_PAGE_CHARS = env.int("PDF_MAX_PAGE_CHARS", default=100_000)  # text beyond it on one page is dropped
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=512)  # inputs per request (the API allows 2048)
