@@ -7,6 +7,7 @@ an e-mail is involved, a per-address limit as well.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -73,31 +74,53 @@ def _minutes() -> int:
     return max(1, settings.AUTH_CODE_TTL_SECONDS // 60)
 
 
-class PublicAuthView(APIView):
-    """No bearer token needed (one sent is ignored); the stricter per-IP rate limit applies."""
+def _validated_for_email(
+    request: Request, serializer_class: type, *, scope: str, rate: str
+) -> tuple[Tenant, dict[str, Any]]:
+    """The request's tenant and validated body, once the per-address limit on its ``email`` allows it."""
+    tenant = _tenant(request)
+    data = _validated(serializer_class, request)
+    check_email_rate(request, scope=scope, tenant=tenant, email=data["email"], rate=rate)
+    return tenant, data
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+
+def _email_code_schema(summary: str) -> Callable[[Any], Any]:
+    """The schema of the views that e-mail a code: one answer whether or not the address has an account."""
+    return extend_schema(
+        tags=TAGS,
+        summary=summary,
+        request=EmailSerializer,
+        description="Always 202 with the same body, whether or not the address has an account.",
+        responses={202: DetailSerializer},
+    )
+
+
+def _send_email_code(request: Request, *, send: Callable[..., Any], message: str) -> Response:
+    """Validate the address, apply its limit, hand it to ``send`` and answer 202 with ``message``."""
+    tenant, data = _validated_for_email(request, EmailSerializer, scope="code", rate=settings.AUTH_CODE_EMAIL_RATE)
+    send(tenant=tenant, email=data["email"])
+    return Response({"detail": message.format(minutes=_minutes())}, status=status.HTTP_202_ACCEPTED)
+
+
+class AuthRateLimitMixin:
+    """The stricter per-IP rate limit of the sign-in endpoints (``RATELIMIT_AUTH_PER_MINUTE``)."""
 
     @property
     def ratelimit_rate(self) -> str:
         return f"{settings.RATELIMIT_AUTH_PER_MINUTE}/m"
 
 
+class PublicAuthView(AuthRateLimitMixin, APIView):
+    """No bearer token needed (one sent is ignored); the stricter per-IP rate limit applies."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
 class RequestCodeView(PublicAuthView):
-    @extend_schema(
-        tags=TAGS,
-        summary="E-mail a sign-in code",
-        request=EmailSerializer,
-        description="Always 202 with the same body, whether or not the address has an account.",
-        responses={202: DetailSerializer},
-    )
+    @_email_code_schema("E-mail a sign-in code")
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        email = _validated(EmailSerializer, request)["email"]
-        check_email_rate(request, scope="code", tenant=tenant, email=email, rate=settings.AUTH_CODE_EMAIL_RATE)
-        services.auth_request_code(tenant=tenant, email=email)
-        return Response({"detail": CODE_SENT.format(minutes=_minutes())}, status=status.HTTP_202_ACCEPTED)
+        return _send_email_code(request, send=services.auth_request_code, message=CODE_SENT)
 
 
 class VerifyCodeView(PublicAuthView):
@@ -109,10 +132,8 @@ class VerifyCodeView(PublicAuthView):
         responses={200: VerifyCodeResponseSerializer},
     )
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        data = _validated(VerifyCodeSerializer, request)
-        check_email_rate(
-            request, scope="verify", tenant=tenant, email=data["email"], rate=settings.AUTH_LOGIN_EMAIL_RATE
+        tenant, data = _validated_for_email(
+            request, VerifyCodeSerializer, scope="verify", rate=settings.AUTH_LOGIN_EMAIL_RATE
         )
         user, created = services.auth_verify_code(tenant=tenant, email=data["email"], code=data["code"])
         return Response({**_auth_payload(user), "created": created})
@@ -142,10 +163,8 @@ class LoginView(PublicAuthView):
         responses={200: AuthResponseSerializer, 401: UNAUTHENTICATED},
     )
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        data = _validated(LoginSerializer, request)
-        check_email_rate(
-            request, scope="login", tenant=tenant, email=data["email"], rate=settings.AUTH_LOGIN_EMAIL_RATE
+        tenant, data = _validated_for_email(
+            request, LoginSerializer, scope="login", rate=settings.AUTH_LOGIN_EMAIL_RATE
         )
         user = services.auth_login(
             tenant=tenant, email=data["email"], password=data["password"], request=request._request
@@ -195,12 +214,8 @@ class MeView(APIView):
         return Response(UserSerializer(user).data)
 
 
-class PasswordChangeView(APIView):
+class PasswordChangeView(AuthRateLimitMixin, APIView):
     permission_classes = [IsAuthenticated]
-
-    @property
-    def ratelimit_rate(self) -> str:
-        return f"{settings.RATELIMIT_AUTH_PER_MINUTE}/m"
 
     @extend_schema(
         tags=TAGS,
@@ -218,19 +233,9 @@ class PasswordChangeView(APIView):
 
 
 class PasswordResetView(PublicAuthView):
-    @extend_schema(
-        tags=TAGS,
-        summary="E-mail a password reset code",
-        request=EmailSerializer,
-        description="Always 202 with the same body, whether or not the address has an account.",
-        responses={202: DetailSerializer},
-    )
+    @_email_code_schema("E-mail a password reset code")
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        email = _validated(EmailSerializer, request)["email"]
-        check_email_rate(request, scope="code", tenant=tenant, email=email, rate=settings.AUTH_CODE_EMAIL_RATE)
-        services.password_reset_request(tenant=tenant, email=email)
-        return Response({"detail": RESET_SENT.format(minutes=_minutes())}, status=status.HTTP_202_ACCEPTED)
+        return _send_email_code(request, send=services.password_reset_request, message=RESET_SENT)
 
 
 class PasswordResetConfirmView(PublicAuthView):
@@ -242,10 +247,8 @@ class PasswordResetConfirmView(PublicAuthView):
         responses={200: DetailSerializer},
     )
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        data = _validated(PasswordResetConfirmSerializer, request)
-        check_email_rate(
-            request, scope="verify", tenant=tenant, email=data["email"], rate=settings.AUTH_LOGIN_EMAIL_RATE
+        tenant, data = _validated_for_email(
+            request, PasswordResetConfirmSerializer, scope="verify", rate=settings.AUTH_LOGIN_EMAIL_RATE
         )
         services.password_reset_confirm(
             tenant=tenant, email=data["email"], code=data["code"], new_password=data["new_password"]

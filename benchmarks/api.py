@@ -16,17 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks._common import daphne, embedded_database, percentile, server_env  # noqa: E402
+
 BARE_PATH = "/bare/live"
 DJANGO_PATH = "/api/v1/health/live"
 _STARTED = time.monotonic()
@@ -65,12 +65,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _django(scope, receive, send)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _connection(host: str, port: int, path: str, count: int, latencies: list[float]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode()
@@ -101,26 +95,12 @@ async def measure(host: str, port: int, path: str, requests: int, connections: i
     started = time.perf_counter()
     await asyncio.gather(*(_connection(host, port, path, per_connection, latencies) for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
     return {
-        "requests": len(ordered),
-        "rps": len(ordered) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
     }
-
-
-def wait_until_up(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("daphne exited")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("daphne did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,47 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(BASE_DIR))
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    env.setdefault("DJANGO_DEBUG", "false")
-    env.setdefault("LOG_FORMAT", "json")
-    server = None
-    if not env.get("DATABASE_URL"):
-        # the liveness view needs no database, but the settings do: hold the embedded one meanwhile
-        from urllib.parse import quote
-
-        from config.embedded_db import ensure_database, ensure_server, socket_dir
-
-        var_dir = Path(env.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var")))
-        server = ensure_server(Path(env.get("EMBEDDED_PGDATA", str(var_dir / "pgdata"))))
-        host = socket_dir(server)
-        ensure_database(host, "documind")
-        env["DATABASE_URL"] = f"postgresql://postgres@/documind?host={quote(host)}"
-
-    port = free_port()
-    daphne = str(Path(sys.executable).parent / "daphne")
-    process = subprocess.Popen(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0", "benchmarks.api:application"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until_up(port, process)
+    env = server_env()
+    # the liveness view needs no database, but the settings do: hold the embedded one meanwhile
+    with embedded_database(env, "documind"), daphne("benchmarks.api:application", env) as port:
         warmup = max(200, args.connections * 20)
         for path in (BARE_PATH, DJANGO_PATH):
             asyncio.run(measure("127.0.0.1", port, path, warmup, args.connections))
         bare = asyncio.run(measure("127.0.0.1", port, BARE_PATH, args.requests, args.connections))
         django = asyncio.run(measure("127.0.0.1", port, DJANGO_PATH, args.requests, args.connections))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        if server is not None:
-            from config.embedded_db import release_server
-
-            release_server(server)
 
     print(
         f"api: GET {DJANGO_PATH} vs a bare ASGI app on the same daphne ({args.requests} requests, {args.connections} connections)"

@@ -27,9 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +36,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks._common import daphne, embedded_database, percentile, server_env  # noqa: E402
 
 DB_NAME = "documind_bench_chat"
 LAG_PATH = "/bench/loop-lag"
@@ -87,45 +86,27 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def _summary(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000  # noqa: E731
     return {
-        "count": len(ordered),
-        "p50_ms": pick(0.5),
-        "p95_ms": pick(0.95),
-        "p99_ms": pick(0.99),
-        "max_ms": ordered[-1] * 1000,
+        "count": len(samples),
+        "p50_ms": percentile(samples, 0.5) * 1000,
+        "p95_ms": percentile(samples, 0.95) * 1000,
+        "p99_ms": percentile(samples, 0.99) * 1000,
+        "max_ms": max(samples) * 1000,
     }
 
 
 # --- the client side -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
-
-
 def seed(users: int) -> tuple[Any, list[str]]:
     """A tenant with ``users`` members (access tokens) and one ready document (real chunker/embedder/store)."""
-    import dataclasses
-
     from django.db import transaction
     from rest_framework_simplejwt.tokens import AccessToken
 
     from accounts.models import User
-    from documents.chunking import chunk_pages
-    from documents.embeddings import get_embedder
-    from documents.extraction import PageText
-    from documents.ingestion import chunks_replace
     from documents.models import Document
     from tenants.models import Tenant
+    from tests.ready_documents import store_page_chunks
 
     Tenant.objects.filter(slug="bench-chat").delete()
     tenant = Tenant.objects.create(
@@ -149,16 +130,7 @@ def seed(users: int) -> tuple[Any, list[str]]:
             status=Document.Status.READY,
             page_count=len(pages),
         )
-        chunks = []
-        for number, text in enumerate(pages, start=1):
-            for chunk in chunk_pages([PageText(number, text)], chunk_tokens=400, overlap=40):
-                chunks.append(dataclasses.replace(chunk, index=len(chunks)))
-        embedder = get_embedder()
-        vectors = embedder.embed([c.text for c in chunks]).vectors
-        count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
-        Document.objects.filter(pk=document.pk).update(
-            chunk_count=count, embedding_model=embedder.model, embedding_dimensions=embedder.dimensions
-        )
+        store_page_chunks(document, pages, chunk_tokens=400)
     tokens = []
     for member in members:
         token = AccessToken.for_user(member)
@@ -265,99 +237,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-delay-ms", type=float, default=20.0)
     args = parser.parse_args(argv)
 
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    env.setdefault("DJANGO_DEBUG", "false")
-    env.setdefault("LOG_FORMAT", "json")
-    env.setdefault("LOG_LEVEL", "WARNING")
-    server = None
-    if not env.get("DATABASE_URL"):
-        from urllib.parse import quote
-
-        from config.embedded_db import ensure_database, ensure_server, socket_dir
-
-        var_dir = Path(env.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var")))
-        server = ensure_server(Path(env.get("EMBEDDED_PGDATA", str(var_dir / "pgdata"))))
-        host = socket_dir(server)
-        ensure_database(host, DB_NAME)
-        env["DATABASE_URL"] = f"postgresql://postgres@/{DB_NAME}?host={quote(host)}"
-
-    # The fake model runs in a process of its own: its threads must not share a GIL with the client.
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openai", "--port", "0"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    fake_url = fake.stdout.readline().split()[1]  # type: ignore[union-attr]
-    env.update(
-        CHAT_PROVIDER="openai",
-        OPENAI_API_KEY="sk-bench",
-        OPENAI_BASE_URL=fake_url,
-        OPENAI_MAX_RETRIES="0",
-        EMBEDDING_PROVIDER="hashing",
-        RATELIMIT_ENABLED="false",
-        CHAT_SOCKET_MESSAGES_PER_MINUTE="1000000",
-    )
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    _, tokens = seed(max(1, args.sockets))
-    words = " ".join(f"word{i}" for i in range(args.words))
-    configure_fake(fake_url, reply=f"Employees get twenty-five days of vacation [1]. {words}", token_delay=0)
-
-    port = free_port()
-    daphne = str(Path(sys.executable).parent / "daphne")
-    process = subprocess.Popen(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0", "benchmarks.chat:application"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    origin = f"http://127.0.0.1:{port}"
-    ws_base = f"ws://127.0.0.1:{port}/ws/chat/"
-    try:
-        # Ours answers the lag probe (another process on this busy machine may have taken the port).
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if "p95_ms" in http_get_json(port, LAG_PATH):
-                    break
-            except Exception:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("daphne did not start (or the port was taken)")
-            time.sleep(0.2)
-
-        # 1. added time to first token (no token delay: the fake answers at once)
-        asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, 10))  # warm-up
-        asyncio.run(direct_ttft(fake_url, 10))
-        direct = asyncio.run(direct_ttft(fake_url, args.questions))
-        socket_results = asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, args.questions))
-        via = [r["ttft"] for r in socket_results if r["ttft"] is not None]
-        server_ttft = [r["server_ttft_ms"] for r in socket_results if r.get("server_ttft_ms") is not None]
-
-        # 2. concurrency
-        configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
-        http_get_json(port, LAG_PATH)  # reset the lag samples
-        results, elapsed, connected = asyncio.run(concurrent(ws_base, origin, tokens[: args.sockets]))
-        lag = http_get_json(port, LAG_PATH)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    env = server_env(LOG_LEVEL="WARNING")
+    with embedded_database(env, DB_NAME):
+        # The fake model runs in a process of its own: its threads must not share a GIL with the client.
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_openai", "--port", "0"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        fake.terminate()
-        fake.wait(timeout=10)
-        if server is not None:
-            from config.embedded_db import release_server
+            fake_url = fake.stdout.readline().split()[1]  # type: ignore[union-attr]
+            env.update(
+                CHAT_PROVIDER="openai",
+                OPENAI_API_KEY="sk-bench",
+                OPENAI_BASE_URL=fake_url,
+                OPENAI_MAX_RETRIES="0",
+                EMBEDDING_PROVIDER="hashing",
+                RATELIMIT_ENABLED="false",
+                CHAT_SOCKET_MESSAGES_PER_MINUTE="1000000",
+            )
+            os.environ.update(env)
+            import django
 
-            release_server(server)
+            django.setup()
+            from django.core.management import call_command
+
+            call_command("migrate", verbosity=0)
+            _, tokens = seed(max(1, args.sockets))
+            words = " ".join(f"word{i}" for i in range(args.words))
+            configure_fake(fake_url, reply=f"Employees get twenty-five days of vacation [1]. {words}", token_delay=0)
+
+            # Ours answers the lag probe (another process on this busy machine may have taken the port).
+            def answers_lag_probe(port: int) -> bool:
+                return "p95_ms" in http_get_json(port, LAG_PATH)
+
+            with daphne("benchmarks.chat:application", env, ready=answers_lag_probe) as port:
+                origin = f"http://127.0.0.1:{port}"
+                ws_base = f"ws://127.0.0.1:{port}/ws/chat/"
+
+                # 1. added time to first token (no token delay: the fake answers at once)
+                asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, 10))  # warm-up
+                asyncio.run(direct_ttft(fake_url, 10))
+                direct = asyncio.run(direct_ttft(fake_url, args.questions))
+                socket_results = asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, args.questions))
+                via = [r["ttft"] for r in socket_results if r["ttft"] is not None]
+                server_ttft = [r["server_ttft_ms"] for r in socket_results if r.get("server_ttft_ms") is not None]
+
+                # 2. concurrency
+                configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
+                http_get_json(port, LAG_PATH)  # reset the lag samples
+                results, elapsed, connected = asyncio.run(concurrent(ws_base, origin, tokens[: args.sockets]))
+                lag = http_get_json(port, LAG_PATH)
+        finally:
+            fake.terminate()
+            fake.wait(timeout=10)
 
     ms = lambda v: v * 1000  # noqa: E731
     p50_direct, p95_direct = ms(percentile(direct, 0.5)), ms(percentile(direct, 0.95))
@@ -370,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  added by the backend               p50 {p50_via - p50_direct:7.2f} ms   p95 {p95_via - p95_direct:7.2f} ms"
-        f"   (server-side ttft_ms p50 {statistics.median(server_ttft):.0f})"
+        f"   (server-side ttft_ms p50 {percentile(server_ttft, 0.5):.0f})"
     )
     ok = sum(1 for r in results if r["ok"])
     ttfts = [r["ttft"] for r in results if r.get("ttft") is not None]

@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks._common import percentile  # noqa: E402
 
 
 def configure(var_dir: str) -> None:
-    sys.path.insert(0, str(BASE_DIR))
     os.environ.update(
         DOCUMIND_VAR_DIR=var_dir,
         EMBEDDED_PG_CLEANUP="delete",
@@ -58,9 +61,7 @@ def configure(var_dir: str) -> None:
 
 
 def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    p50, p95 = percentile(samples, 0.5), percentile(samples, 0.95)
     return f"p50 {p50 * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
 
 

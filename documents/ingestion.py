@@ -76,19 +76,20 @@ class IngestResult:
 # --- status bookkeeping -------------------------------------------------------------------------
 
 
+def _status_event(document: Document) -> events.DocumentStatusEvent:
+    return events.document_status_event(
+        document_id=document.pk,
+        task_id=document.task_id,
+        status=document.status,
+        progress=document.progress,
+        stage=document.stage,
+        error=document.error,
+    )
+
+
 def publish_document_status(document: Document) -> None:
     """Send the document's status to its owner's sockets (never raises)."""
-    events.publish(
-        document.owner_id,
-        events.document_status_event(
-            document_id=document.pk,
-            task_id=document.task_id,
-            status=document.status,
-            progress=document.progress,
-            stage=document.stage,
-            error=document.error,
-        ),
-    )
+    events.publish(document.owner_id, _status_event(document))
 
 
 def _update_document(document: Document, *, publish_on_commit: bool = False, **fields: Any) -> bool:
@@ -98,14 +99,7 @@ def _update_document(document: Document, *, publish_on_commit: bool = False, **f
         setattr(document, key, value)
     updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=timezone.now())
     if updated and publish_on_commit:
-        event = events.document_status_event(
-            document_id=document.pk,
-            task_id=document.task_id,
-            status=document.status,
-            progress=document.progress,
-            stage=document.stage,
-            error=document.error,
-        )
+        event = _status_event(document)
         owner_id = document.owner_id
         transaction.on_commit(lambda: events.publish(owner_id, event))
     elif updated:

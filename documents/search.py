@@ -63,8 +63,8 @@ DOCUMENT_TABLE = Document._meta.db_table
 
 
 @dataclass(frozen=True)
-class SearchHit:
-    """One ranked chunk. ``score``: cosine similarity (semantic), ts_rank_cd (keyword) or RRF (hybrid)."""
+class _Row:
+    """A chunk as one retriever ranked it."""
 
     chunk_id: int
     document_id: uuid.UUID
@@ -73,18 +73,13 @@ class SearchHit:
     page_end: int
     text: str
     score: float
-    retrievers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class _Row:
-    chunk_id: int
-    document_id: uuid.UUID
-    document_title: str
-    page_start: int
-    page_end: int
-    text: str
-    score: float
+class SearchHit(_Row):
+    """One ranked chunk. ``score``: cosine similarity (semantic), ts_rank_cd (keyword) or RRF (hybrid)."""
+
+    retrievers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -263,16 +258,7 @@ def fuse(ranked: dict[str, list[_Row]], top_k: int) -> list[SearchHit]:
 
 
 def _hit(row: _Row, score: float, retrievers: tuple[str, ...]) -> SearchHit:
-    return SearchHit(
-        chunk_id=row.chunk_id,
-        document_id=row.document_id,
-        document_title=row.document_title,
-        page_start=row.page_start,
-        page_end=row.page_end,
-        text=row.text,
-        score=round(score, 6),
-        retrievers=retrievers,
-    )
+    return SearchHit(**{**vars(row), "score": round(score, 6)}, retrievers=retrievers)
 
 
 def plan_search(

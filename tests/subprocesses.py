@@ -6,6 +6,7 @@
 * :func:`celery_worker` / the ``celery_worker_proc`` and ``start_celery_worker`` fixtures: a real
   ``celery -A config worker`` subprocess, proven ready by a ``health.ping`` round trip, stopped
   (and its process group killed) afterwards. Its output is kept: ``worker.output()``.
+  :func:`launch_celery_worker` starts one outside a ``with`` block (stop it with :func:`stop_process_group`).
 
 A worker only sees committed rows: tests that create rows for it need ``transactional_db``.
 """
@@ -19,11 +20,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.conf import settings
@@ -32,16 +33,19 @@ BASE_DIR = Path(settings.BASE_DIR)
 
 
 def database_url(db: dict[str, Any]) -> str:
-    """A libpq URL for a Django ``DATABASES`` entry (unix-socket hosts go in ``?host=``)."""
+    """A libpq URL for a Django ``DATABASES`` entry (unix-socket hosts, and their port, go in ``?host=``).
+
+    The host may also come from ``OPTIONS`` (a ``DATABASE_URL`` with ``?host=/path``).
+    """
     user = quote(db.get("USER") or "", safe="")
     password = quote(str(db.get("PASSWORD") or ""), safe="")
-    auth = f"{user}:{password}@" if password else f"{user}@"
-    host = str(db.get("HOST") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = str(db.get("HOST") or (db.get("OPTIONS") or {}).get("host") or "")
+    port = str(db.get("PORT") or "")
     name = quote(db["NAME"], safe="")
     if host.startswith("/"):
-        return f"postgresql://{auth}/{name}?host={quote(host)}"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgresql://{auth}{host}{port}/{name}"
+        return f"postgresql://{auth}/{name}?host={quote(host)}" + (f"&{urlencode({'port': port})}" if port else "")
+    return f"postgresql://{auth}{host}{':' + port if port else ''}/{name}"
 
 
 def build_subprocess_env(**extra: str) -> dict[str, str]:
@@ -108,8 +112,7 @@ def purge_queue() -> None:
         conn.default_channel.queue_purge(app.conf.task_default_queue)
 
 
-@contextlib.contextmanager
-def celery_worker(
+def launch_celery_worker(
     tmp_path: Path,
     *,
     env: dict[str, str] | None = None,
@@ -121,12 +124,17 @@ def celery_worker(
     purge: bool = True,
     ping_send: Callable[[str], Any] | None = None,
     ping_cache: Any = None,
-) -> Iterator[WorkerProcess]:
-    """Run ``celery -A config worker`` with the session's settings until the block ends.
+    include: Sequence[str] = (),
+    queues: Sequence[str] = (),
+    hostname: str | None = None,
+) -> WorkerProcess:
+    """Start ``celery -A config worker`` with the session's settings and return it once it answers a ping.
 
     ``pool="solo"`` is fastest to start; use ``"prefork"`` to exercise time limits or concurrency.
     A worker on another broker (``env``) needs ``ping_send``/``ping_cache`` that reach it, and
-    ``purge=False``.
+    ``purge=False``; one on other queues (``queues``) needs a ``ping_send`` that sends there.
+    ``include`` names extra task modules; ``hostname`` defaults to ``test-<random>@%h``.
+    The caller stops it with :func:`stop_process_group` (:func:`celery_worker` does it for a block).
     """
     if purge:
         purge_queue()
@@ -136,22 +144,36 @@ def celery_worker(
     log_path = tmp_path / f"celery-worker-{uuid.uuid4().hex[:8]}.log"
     argv = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "-P", pool, "-c", str(concurrency),
-        "-l", log_level, "-n", f"test-{uuid.uuid4().hex[:8]}@%h",
+        "-l", log_level, "-n", hostname or f"test-{uuid.uuid4().hex[:8]}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
+    if include:
+        argv += ["--include", ",".join(include)]
+    if queues:
+        argv += ["--queues", ",".join(queues)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     worker = WorkerProcess(process, log_path)
     try:
-        try:
-            wait_for_ping(timeout=ready_timeout, alive=lambda: process.poll() is None, send=ping_send, cache=ping_cache)
-        except (RuntimeError, TimeoutError) as exc:
+        wait_for_ping(timeout=ready_timeout, alive=lambda: process.poll() is None, send=ping_send, cache=ping_cache)
+    except BaseException as exc:
+        stop_process_group(process)
+        if isinstance(exc, RuntimeError | TimeoutError):
             raise RuntimeError(f"{exc}; worker output:\n{worker.output()[-3000:]}") from exc
+        raise
+    return worker
+
+
+@contextlib.contextmanager
+def celery_worker(tmp_path: Path, **options: Any) -> Iterator[WorkerProcess]:
+    """Run ``celery -A config worker`` until the block ends (``options``: see :func:`launch_celery_worker`)."""
+    worker = launch_celery_worker(tmp_path, **options)
+    try:
         yield worker
     finally:
-        stop_process_group(process)
+        stop_process_group(worker.process)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -18,13 +17,10 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 from chat import answering, db
-from documents.chunking import chunk_pages
-from documents.embeddings import get_embedder
-from documents.extraction import PageText
-from documents.ingestion import chunks_replace
 from documents.models import Document, Project
 from tenants.models import Tenant
 from tests.fake_openai import FakeOpenAI
+from tests.ready_documents import store_page_chunks
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,17 +75,7 @@ def make_ready_document(
             progress=100,
             page_count=len(pages),
         )
-        # Chunked page by page (the real chunker), so that every chunk's page range is exact.
-        chunks = []
-        for number, text in enumerate(pages, start=1):
-            for chunk in chunk_pages([PageText(number, text)], chunk_tokens=chunk_tokens, overlap=chunk_tokens // 10):
-                chunks.append(dataclasses.replace(chunk, index=len(chunks)))
-        embedder = get_embedder()
-        vectors = embedder.embed([c.text for c in chunks]).vectors
-        count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
-        Document.objects.filter(pk=document.pk).update(
-            chunk_count=count, embedding_model=embedder.model, embedding_dimensions=embedder.dimensions
-        )
+        store_page_chunks(document, pages, chunk_tokens=chunk_tokens)
     document.refresh_from_db()
     return document
 

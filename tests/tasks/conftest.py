@@ -1,22 +1,20 @@
 """A real Celery worker subprocess for the task-tracking tests, on the embedded filesystem broker or Redis.
 
-The worker runs ``config.settings.test`` against this session's test database (``DATABASE_URL``
-built from the live connection) and imports the test-only tasks of ``tests.tasks.worker_tasks``
-with ``--include``. Tests that use it need ``transactional_db``: the worker only sees committed rows.
+The worker is the shared one of :mod:`tests.subprocesses` (``config.settings.test`` against this
+session's test database, ready once it answers ``health.ping``), with what is particular here: it
+imports the test-only tasks of ``tests.tasks.worker_tasks`` (``include``), runs two threads, logs in
+the console format the tests search, and consumes a queue per broker variant. Tests that use it
+need ``transactional_db``: the worker only sees committed rows.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import pytest
 from celery import Task as CeleryTask
@@ -24,23 +22,9 @@ from django.conf import settings
 
 from tasks.models import Task
 from tests.conftest import redis_url
-from tests.tasks.worker_tasks import READY_FILE_ENV
+from tests.subprocesses import WorkerProcess, build_subprocess_env, launch_celery_worker, stop_process_group
 
-BASE_DIR = Path(settings.BASE_DIR)
 WORKER_START_TIMEOUT = 90.0
-
-
-def database_url(settings_dict: dict[str, Any]) -> str:
-    """A ``DATABASE_URL`` for the database Django is connected to (unix socket folders in ``?host=``)."""
-    user = quote(settings_dict.get("USER") or "")
-    password = settings_dict.get("PASSWORD") or ""
-    auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
-    host = settings_dict.get("HOST") or (settings_dict.get("OPTIONS") or {}).get("host") or ""
-    port = settings_dict.get("PORT") or ""
-    name = quote(settings_dict["NAME"])
-    if host.startswith("/"):
-        return f"postgresql://{auth}/{name}?{urlencode({'host': host, **({'port': port} if port else {})})}"
-    return f"postgresql://{auth}{host}{':' + str(port) if port else ''}/{name}"
 
 
 def filesystem_transport_options() -> dict[str, Any]:
@@ -56,21 +40,12 @@ def filesystem_transport_options() -> dict[str, Any]:
     return {**{key: str(root / sub) for key, sub in folders.items()}, "store_processed": False}
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a subprocess sharing this session's test database, broker folder and media."""
-    from django.db import connection
+def broker_connection(broker_url: str) -> Any:
+    """A connection of the app to ``broker_url`` (the filesystem transport needs its folders)."""
+    from config.celery import app
 
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        DOCUMIND_TEST_SUBPROCESS="1",
-        DATABASE_URL=database_url(connection.settings_dict),
-        CELERY_BROKER_DIR=str(settings.CELERY_BROKER_DIR),
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    options = filesystem_transport_options() if broker_url.startswith("filesystem") else {}
+    return app.connection_for_write(broker_url, transport_options=options)
 
 
 @dataclass
@@ -80,17 +55,13 @@ class CeleryWorker:
     variant: str
     broker_url: str
     queue: str
-    proc: subprocess.Popen
-    log_path: Path
+    process: WorkerProcess
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.output()
 
     def connection(self) -> Any:
-        from config.celery import app
-
-        options = filesystem_transport_options() if self.broker_url.startswith("filesystem") else {}
-        return app.connection_for_write(self.broker_url, transport_options=options)
+        return broker_connection(self.broker_url)
 
     def enqueue(self, celery_task: CeleryTask, row: Task, **kwargs: Any) -> str:
         """Send ``celery_task`` for ledger ``row`` (as ``task_enqueue`` does, on this worker's broker)."""
@@ -105,50 +76,38 @@ class CeleryWorker:
 
 
 def start_worker(variant: str, broker_url: str, folder: Path) -> CeleryWorker:
-    """Start a worker on ``broker_url`` and wait until it consumes.
+    """Start a worker on ``broker_url`` and wait until it consumes (it answers a ping sent to its queue).
 
     It consumes the app's default queue when it shares the app's broker (the API enqueues there);
     otherwise a queue of its own, so that other sessions sharing a Redis cannot take its messages.
     (``CELERY_TASK_DEFAULT_QUEUE`` gives a whole session a queue of its own.)
     """
-    ready = folder / "ready"
-    queue = (
-        settings.CELERY_TASK_DEFAULT_QUEUE
-        if variant == settings_broker_variant()
-        else f"documind-tasks-test-{uuid.uuid4().hex[:8]}"
+    from health.tasks import ping
+
+    shares_app_broker = variant == settings_broker_variant()
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE if shares_app_broker else f"documind-tasks-test-{uuid.uuid4().hex[:8]}"
+
+    def send_ping(token: str) -> None:
+        with broker_connection(broker_url) as conn:
+            ping.apply_async((token,), connection=conn, queue=queue)
+
+    process = launch_celery_worker(
+        folder,
+        env=build_subprocess_env(CELERY_BROKER_URL=broker_url, LOG_LEVEL="INFO", LOG_FORMAT="console"),
+        pool="threads",
+        concurrency=2,
+        include=["tests.tasks.worker_tasks"],
+        queues=[queue],
+        hostname=f"tasks-test-{variant}-{uuid.uuid4().hex[:8]}@%h",
+        ready_timeout=WORKER_START_TIMEOUT,
+        purge=shares_app_broker,
+        ping_send=send_ping,
     )
-    log_path = folder / "worker.log"
-    env = subprocess_env(
-        CELERY_BROKER_URL=broker_url, LOG_LEVEL="INFO", LOG_FORMAT="console", **{READY_FILE_ENV: str(ready)}
-    )
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "config.celery", "worker",
-        "--pool", "threads", "--concurrency", "2",
-        "--include", "tests.tasks.worker_tasks",
-        "--queues", queue,
-        "--hostname", f"tasks-test-{variant}-{uuid.uuid4().hex[:8]}@%h",
-        "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = CeleryWorker(variant, broker_url, queue, proc, log_path)
-    deadline = time.monotonic() + WORKER_START_TIMEOUT
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_worker(worker)
-            pytest.fail(f"the celery worker did not start ({variant}):\n{worker.log()[-4000:]}")
-        time.sleep(0.1)
-    return worker
+    return CeleryWorker(variant, broker_url, queue, process)
 
 
 def stop_worker(worker: CeleryWorker) -> None:
-    if worker.proc.poll() is None:
-        worker.proc.terminate()
-        try:
-            worker.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            worker.proc.wait(10)
+    stop_process_group(worker.process.process, grace=30)
 
 
 def settings_broker_variant() -> str:

@@ -8,24 +8,13 @@ run stopped.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
 
 from tasks.tracking import TaskCancelled, TrackedTask, report_progress
-
-READY_FILE_ENV = "DOCUMIND_TEST_WORKER_READY_FILE"
-
-
-@worker_ready.connect
-def _announce_ready(**kwargs: Any) -> None:
-    path = os.environ.get(READY_FILE_ENV)
-    if path:
-        Path(path).write_text(str(os.getpid()))
 
 
 def _trace(path: str | None, line: str) -> None:

@@ -1,0 +1,109 @@
+"""Helpers shared by the benchmarks: percentiles, a free port, the database and a daphne to measure.
+
+Not a benchmark itself (``run_all`` skips ``_``-prefixed modules). The scripts import it as
+``benchmarks._common`` once the project folder is on ``sys.path`` (daphne imports them as
+``benchmarks.<name>`` too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (``0.5``, ``0.95``...) of ``values`` (not empty)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(**defaults: str) -> dict[str, str]:
+    """This process's environment with the server defaults of the benchmarks (local settings, no debug,
+    JSON logs) and ``defaults``; what the environment sets wins."""
+    env = dict(os.environ)
+    for key, value in {
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DJANGO_DEBUG": "false",
+        "LOG_FORMAT": "json",
+        **defaults,
+    }.items():
+        env.setdefault(key, value)
+    return env
+
+
+@contextlib.contextmanager
+def embedded_database(env: dict[str, str], name: str) -> Iterator[None]:
+    """Without ``DATABASE_URL`` in ``env``: the embedded PostgreSQL (``EMBEDDED_PGDATA`` or the var folder's),
+    with a database ``name``, set as ``env["DATABASE_URL"]`` and held until the block ends."""
+    if env.get("DATABASE_URL"):
+        yield
+        return
+    from config.embedded_db import ensure_database, ensure_server, release_server, socket_dir
+
+    var_dir = Path(env.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var")))
+    server = ensure_server(Path(env.get("EMBEDDED_PGDATA", str(var_dir / "pgdata"))))
+    try:
+        host = socket_dir(server)
+        ensure_database(host, name)
+        env["DATABASE_URL"] = f"postgresql://postgres@/{name}?host={quote(host)}"
+        yield
+    finally:
+        release_server(server)
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def daphne(
+    application: str, env: dict[str, str], *, ready: Callable[[int], bool] = _accepts_connections, timeout: float = 120
+) -> Iterator[int]:
+    """Serve ``application`` (``module:attribute``) with daphne on a free local port until the block ends.
+
+    Yields the port once ``ready(port)`` holds (by default: it accepts connections); stops daphne
+    with SIGTERM, then kills its process group if it has not exited within 20 s.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", application],
+        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("daphne exited")
+            with contextlib.suppress(Exception):
+                if ready(port):
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("daphne did not start (or the port was taken)")
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
