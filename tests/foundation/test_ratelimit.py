@@ -93,6 +93,7 @@ def test_the_counts_live_in_the_shared_cache(anon_api: APIClient) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True)  # the other process must see this one's tenant and counts
 def test_the_limit_holds_across_processes(tenant: Any, subprocess_env: dict[str, str]) -> None:
     """Another process (another daphne, say) sees the same counts: two requests here, two there."""
     # The limit is a fixed one-minute window (its start offset depends on the key): start well inside
