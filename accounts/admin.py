@@ -1,6 +1,8 @@
 """Operators' admin for users: by tenant and role, with activate/deactivate actions.
 
 Operators themselves are users without a tenant (``is_staff``); tenant users never get staff rights.
+A user's tenant is fixed once created. Like the API, the admin never leaves a tenant without an active
+admin: the deactivate action and the change form go through the same check as ``user_update``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from accounts.services import user_revoke_tokens
+from accounts.services import user_check_keeps_an_admin, user_deactivate, user_revoke_tokens
+from config.errors import Conflict
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -28,14 +31,28 @@ class UserCreationForm(AdminUserCreationForm):
 
 
 class UserAdminChangeForm(UserChangeForm):
+    """The change form; ``tenant`` is read-only here (see ``UserAdmin.get_readonly_fields``)."""
+
     class Meta:
         model = User
         fields = "__all__"
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("tenant") is not None and (cleaned.get("is_staff") or cleaned.get("is_superuser")):
+        tenant = cleaned.get("tenant") if "tenant" in self.fields else self.instance.tenant
+        if tenant is not None and (cleaned.get("is_staff") or cleaned.get("is_superuser")):
             raise forms.ValidationError("Tenant users cannot be staff: operators are users without a tenant.")
+        if tenant is not None and self.instance.pk is not None:
+            # Runs inside the admin's transaction, so the locks it takes hold until the change is saved.
+            try:
+                user_check_keeps_an_admin(
+                    tenant=tenant,
+                    user=self.instance,
+                    role=cleaned.get("role"),
+                    is_active=cleaned.get("is_active") if "is_active" in self.fields else None,
+                )
+            except Conflict as exc:
+                raise forms.ValidationError(exc.message, code="last_admin") from exc
         return cleaned
 
 
@@ -67,6 +84,15 @@ class UserAdmin(DjangoUserAdmin):
         ),
     ]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, "tenant"]
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_revoke_tokens(user=obj)  # as a deactivation through the API does
+
     @admin.action(description="Activate the selected users")
     def activate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         changed = queryset.filter(is_active=False).update(is_active=True)
@@ -74,8 +100,26 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate the selected users (and end their sessions)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        users = list(queryset.filter(is_active=True))
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
-        for user in users:
-            user_revoke_tokens(user=user)
-        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+        deactivated = 0
+        refused: list[User] = []
+        for user in queryset.filter(is_active=True).select_related("tenant"):
+            if user.tenant is None:  # an operator
+                User.objects.filter(pk=user.pk).update(is_active=False)
+                user_revoke_tokens(user=user)
+            else:
+                try:
+                    user_deactivate(tenant=user.tenant, user=user)
+                except Conflict:
+                    refused.append(user)
+                    continue
+            deactivated += 1
+        if deactivated or not refused:
+            self.message_user(request, f"Deactivated {deactivated} user(s).", messages.SUCCESS)
+        if refused:
+            names = ", ".join(f"{u.email} ({u.tenant.slug})" for u in refused)
+            self.message_user(
+                request,
+                f"Not deactivated, each is the last active admin of their tenant: {names}. "
+                "Make someone else an admin of that tenant first.",
+                messages.ERROR,
+            )

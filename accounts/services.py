@@ -288,6 +288,28 @@ def user_invite(
     return user
 
 
+LAST_ADMIN_MESSAGE = "This is the tenant's last active admin: make someone else an admin first."
+
+
+@transaction.atomic
+def user_check_keeps_an_admin(
+    *, tenant: Tenant, user: User, role: str | None = None, is_active: bool | None = None
+) -> User:
+    """Refuse (409 ``Conflict``) a change of ``user``'s role/activity that leaves ``tenant`` without an active admin.
+
+    ``None`` means unchanged. Locks the tenant row and the user's: call it in the transaction that
+    saves the change, so two admins demoting each other at once cannot both succeed. Returns the
+    user as stored (locked, before the change).
+    """
+    Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+    current = User.objects.select_for_update().get(pk=user.pk, tenant=tenant)
+    was_admin = current.role == User.Role.ADMIN and current.is_active
+    stays_admin = (role or current.role) == User.Role.ADMIN and (current.is_active if is_active is None else is_active)
+    if was_admin and not stays_admin and not tenant_active_admins(tenant=tenant).exclude(pk=current.pk).exists():
+        raise Conflict(LAST_ADMIN_MESSAGE)
+    return current
+
+
 @transaction.atomic
 def user_update(
     *, tenant: Tenant, user: User, role: str | None = None, is_active: bool | None = None, full_name: str | None = None
@@ -296,15 +318,9 @@ def user_update(
 
     A deactivated user's refresh tokens are blacklisted; their access tokens stop at the next request.
     """
-    # Lock the tenant row: two admins demoting each other at once must not both succeed.
-    Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
-    user = User.objects.select_for_update().get(pk=user.pk, tenant=tenant)
     if role is not None and role not in User.Role.values:
         raise ValidationFailed(f"role: {role!r} is not a role.", details={"fields": {"role": ["Not a valid role."]}})
-    was_admin = user.role == User.Role.ADMIN and user.is_active
-    stays_admin = (role or user.role) == User.Role.ADMIN and (user.is_active if is_active is None else is_active)
-    if was_admin and not stays_admin and not tenant_active_admins(tenant=tenant).exclude(pk=user.pk).exists():
-        raise Conflict("This is the tenant's last active admin: make someone else an admin first.")
+    user = user_check_keeps_an_admin(tenant=tenant, user=user, role=role, is_active=is_active)
     fields = ["updated_at"]
     if role is not None:
         user.role = role

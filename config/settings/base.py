@@ -160,7 +160,8 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "documind_cache"}}
+    # DatabaseCache with atomic incr/decr (attempt limits and rate-limit counters), see config/cache.py.
+    CACHES = {"default": {"BACKEND": "config.cache.AtomicDatabaseCache", "LOCATION": "documind_cache"}}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "config.channel_layers.PostgresChannelLayer",  # channels_postgres, see there

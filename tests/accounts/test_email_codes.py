@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from django.core import mail
 from django.core.cache import cache
+from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.codes import CodePurpose, _cache_key, _subject, code_consume, code_issue
 from accounts.models import User
+from accounts.services import auth_verify_code
+from config.errors import ValidationFailed
 from tests.accounts.conftest import bearer, request_code
 from tests.conftest import make_client
 from tests.crosstenant import assert_envelope
@@ -123,6 +127,41 @@ def test_sixth_attempt_fails_even_with_the_right_code(anon_api, user):
     assert_envelope(verify(anon_api, user.email, code), 400, "validation_error")
     # a new code starts a fresh count
     assert verify(anon_api, user.email, request_code(anon_api, user.email)).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_parallel_burst_of_guesses_cannot_exceed_the_attempt_limit(tenant, user, settings):
+    """20 wrong guesses at once: every one is counted (none lost to a race), so the code is spent."""
+    settings.AUTH_CODE_MAX_ATTEMPTS = 5
+    code = code_issue(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN)
+    key = _cache_key(_subject(tenant, user.email, CodePurpose.SIGN_IN))
+    attempts_key = f"{key}:attempts:{cache.get(key)['nonce']}"
+    guesses = 20
+    barrier = threading.Barrier(guesses)
+    outcomes: list[object] = []
+
+    def guess(i: int) -> None:
+        try:
+            barrier.wait()
+            auth_verify_code(tenant=tenant, email=user.email, code=wrong(f"{(int(code) + i) % 1_000_000:06d}"))
+            outcomes.append("signed in")
+        except ValidationFailed:
+            outcomes.append("refused")
+        except BaseException as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["refused"] * guesses
+    assert cache.get(attempts_key) == guesses  # each guess took its own attempt
+    assert cache.get(key) is None  # past the limit: the code is gone
+    with pytest.raises(ValidationFailed):
+        auth_verify_code(tenant=tenant, email=user.email, code=code)
 
 
 def test_code_is_single_use(anon_api, user):

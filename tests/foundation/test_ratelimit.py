@@ -98,7 +98,9 @@ def test_the_limit_holds_across_processes(tenant: Any, subprocess_env: dict[str,
     """Another process (another daphne, say) sees the same counts: two requests here, two there."""
     # The limit is a fixed one-minute window (its start offset depends on the key): start well inside
     # one, so starting the subprocess cannot carry the second half of the test into a fresh window.
-    left = _get_window("ip:10.9.9.9", 60) - time.time()
+    # _get_window returns the window's last (integer) second, which still belongs to it: the next
+    # window starts one second later.
+    left = _get_window("ip:10.9.9.9", 60) + 1 - time.time()
     if left < 30:
         time.sleep(left + 0.5)
     client = make_client(None, tenant)

@@ -1,0 +1,63 @@
+"""The database cache used without Redis, with atomic counters.
+
+Django's ``DatabaseCache.incr`` is a ``get`` followed by a ``set``: two requests incrementing the same
+key at once both read ``n`` and both write ``n + 1``, so one count is lost. The sign-in code attempt
+limit (``accounts.codes``) and django-ratelimit count with ``add`` + ``incr`` and rely on ``incr``
+being atomic, as it is in Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+from django.core.cache.backends.db import DatabaseCache
+from django.db import connections, models, router, transaction
+from django.utils.timezone import now as tz_now
+
+
+class AtomicDatabaseCache(DatabaseCache):
+    """``DatabaseCache`` whose ``incr``/``decr`` are atomic read-modify-writes of the cache row.
+
+    The row is read with ``SELECT ... FOR UPDATE`` and rewritten in the same transaction, so concurrent
+    increments of one key queue behind each other (in a caller's transaction the row stays locked
+    until that commits). Values keep Django's encoding (pickle, then base64). A missing or expired
+    key raises ``ValueError``, as in Django. The key keeps its expiry, as in Redis and memcached:
+    Django's own ``incr`` (a plain ``set``) would reset it to the default timeout, which would
+    stretch a rate-limit window or a code's attempt counter. ``decr`` is ``incr`` with ``-delta``.
+    """
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        cache_key = self.make_and_validate_key(key, version=version)
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote_name = connection.ops.quote_name
+        table = quote_name(self._table)
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {quote_name('value')}, {quote_name('expires')} FROM {table} "
+                f"WHERE {quote_name('cache_key')} = %s{lock}",
+                [cache_key],
+            )
+            row = cursor.fetchone()
+            if row is None or self._expired(connection, row[1]):
+                raise ValueError(f"Key '{key}' not found")
+            value = pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
+            new_value = value + delta
+            encoded = base64.b64encode(pickle.dumps(new_value, self.pickle_protocol)).decode("latin1")
+            cursor.execute(
+                f"UPDATE {table} SET {quote_name('value')} = %s WHERE {quote_name('cache_key')} = %s",
+                [encoded, cache_key],
+            )
+        return new_value
+
+    @staticmethod
+    def _expired(connection: Any, expires: Any) -> bool:
+        """Whether a row's ``expires`` is past, read the way ``DatabaseCache.get_many`` reads it."""
+        expression = models.Expression(output_field=models.DateTimeField())
+        for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
+            expires = converter(expires, expression, connection)
+        return expires < tz_now()

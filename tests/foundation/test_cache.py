@@ -1,0 +1,134 @@
+"""The embedded (database) cache: Django's semantics, plus ``incr``/``decr`` that are atomic on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.cache import BaseCache, cache, caches
+from django.db import connection, connections
+from django.utils import timezone
+
+from config.cache import AtomicDatabaseCache
+
+TABLE = "documind_cache"
+
+
+def expires_of(backend: BaseCache, key: str) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT expires FROM {TABLE} WHERE cache_key = %s", [backend.make_key(key)])
+        return cursor.fetchone()[0]
+
+
+def concurrent_increments(backend: BaseCache, key: str, *, threads: int = 8, each: int = 25) -> Any:
+    """``threads`` threads, each on its own connection, ``incr`` the same key ``each`` times at once."""
+    backend.set(key, 0, 600)
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            for _ in range(each):
+                backend.incr(key)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    return backend.get(key)
+
+
+def test_the_embedded_cache_is_the_atomic_backend() -> None:
+    assert isinstance(caches["default"], AtomicDatabaseCache)
+
+
+@pytest.mark.django_db
+def test_incr_and_decr_keep_djangos_semantics() -> None:
+    cache.set("n", 5, 600)
+    assert cache.incr("n") == 6
+    assert cache.incr("n", 10) == 16
+    assert cache.decr("n") == 15
+    assert cache.decr("n", 20) == -5
+    assert cache.get("n") == -5  # stored in Django's encoding: a plain get reads it
+    cache.set("n", 1, 600, version=2)
+    assert cache.incr("n", version=2) == 2 and cache.get("n") == -5
+    # the same rows as Django's backend: the stock DatabaseCache reads what this one wrote
+    from django.core.cache.backends.db import DatabaseCache
+
+    assert DatabaseCache(TABLE, {}).get("n") == -5
+    with pytest.raises(ValueError, match="not found"):
+        cache.incr("missing")
+    with pytest.raises(ValueError, match="not found"):
+        cache.decr("missing")
+    assert cache.get("missing") is None  # incr does not create the key
+
+
+@pytest.mark.django_db
+def test_an_expired_key_cannot_be_incremented() -> None:
+    cache.set("old", 3, 600)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET expires = %s WHERE cache_key = %s",
+            [timezone.now() - timedelta(seconds=1), cache.make_key("old")],
+        )
+    with pytest.raises(ValueError, match="not found"):
+        cache.incr("old")
+    assert cache.get("old") is None
+    # and add() takes an expired key over, as the counters (add, then incr) expect
+    assert cache.add("old", 0, 600) and cache.incr("old") == 1
+
+
+@pytest.mark.django_db
+def test_incr_keeps_the_expiry() -> None:
+    cache.set("window", 0, 30)  # e.g. a rate-limit window: counting must not stretch it
+    before = expires_of(cache, "window")
+    assert before < timezone.now() + timedelta(seconds=31)
+    cache.incr("window")
+    cache.decr("window", 2)
+    assert expires_of(cache, "window") == before
+    cache.set("forever", 1, None)
+    cache.incr("forever")
+    assert expires_of(cache, "forever").year == 9999
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_increments_are_all_counted() -> None:
+    """8 threads x 25 increments of one key: exactly 200 (Django's own DatabaseCache loses some)."""
+    assert concurrent_increments(caches["default"], "hits", threads=8, each=25) == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_incr_inside_a_transaction_holds_the_row() -> None:
+    """In a caller's transaction the row stays locked until the commit: a concurrent incr counts on top."""
+    from django.db import transaction
+
+    cache.set("t", 0, 600)
+    started = threading.Event()
+    seen: list[Any] = []
+
+    def other() -> None:
+        try:
+            started.wait()
+            seen.append(cache.incr("t"))
+        except BaseException as exc:
+            seen.append(exc)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    with transaction.atomic():
+        assert cache.incr("t") == 1
+        started.set()
+        worker.join(timeout=0.3)  # time for the other incr to reach the row before we commit
+    worker.join()
+    assert seen == [2] and cache.get("t") == 2
