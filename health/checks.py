@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from config.channel_layers import probe_layer
+
 CHECK_TIMEOUT_SECONDS = 3.0
 
 logger = logging.getLogger(__name__)
@@ -63,21 +65,17 @@ def check_broker() -> dict[str, Any]:
 
 
 def check_channel_layer() -> dict[str, Any]:
-    """A message sent on the channel layer comes back (the path worker events take to sockets)."""
+    """A message sent on the channel layer comes back (the path worker events take to sockets).
+
+    Runs on the server's event loop (``async_to_sync`` from a sync view), where consumers receive.
+    """
     layer = get_channel_layer()
     if layer is None:
         raise CheckFailed("no channel layer is configured")
-
-    async def roundtrip() -> None:
-        import asyncio
-
-        channel = await layer.new_channel("health.")
-        await layer.send(channel, {"type": "health.ping"})
-        message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_SECONDS)
-        if message.get("type") != "health.ping":
-            raise CheckFailed("the channel layer returned another message")
-
-    async_to_sync(roundtrip)()
+    try:
+        async_to_sync(probe_layer)(layer, CHECK_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise CheckFailed(f"no round trip within {CHECK_TIMEOUT_SECONDS:.0f}s") from exc
     return {"backend": type(layer).__name__}
 
 

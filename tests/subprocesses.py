@@ -8,6 +8,9 @@
   (and its process group killed) afterwards. Its output is kept: ``worker.output()``.
   :func:`launch_celery_worker` starts one outside a ``with`` block (stop it with :func:`stop_process_group`).
 
+* :func:`daphne_server`: ``daphne config.asgi:application`` on a free local port, yielding its base URL once
+  ``/healthz`` answers; its output is shown when the block fails.
+
 A worker only sees committed rows: tests that create rows for it need ``transactional_db``.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -212,3 +216,43 @@ def celery_worker_proc(db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A ready ``celery -A config worker -P solo`` on the session's database and broker."""
     with celery_worker(tmp_path) as worker:
         yield worker
+
+
+def free_port() -> int:
+    """A free local TCP port (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def daphne_server(env: dict[str, str], log: Path, *, timeout: float = 60.0, args: Sequence[str] = ()) -> Iterator[str]:
+    """``daphne config.asgi:application`` on a free port until the block ends; yields its base URL.
+
+    ``env`` is the child's whole environment (usually :func:`build_subprocess_env`); its output goes to
+    ``log`` and is written to stderr when the block fails; ``args`` are extra daphne options.
+    """
+    import httpx
+
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args, "config.asgi:application"],
+            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("daphne did not start:\n" + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+        yield base
+    except BaseException:
+        sys.stderr.write("daphne output:\n" + log.read_text(errors="replace")[-5000:])  # shown with the failure
+        raise
+    finally:
+        stop_process_group(process)

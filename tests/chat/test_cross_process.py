@@ -7,13 +7,9 @@ page of that PDF which holds the answer.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,7 @@ from websockets.sync.client import connect
 from accounts.authentication import tokens_for_user
 from tests.documents.pdfs import make_pdf
 from tests.fake_openai import FakeOpenAI
-from tests.subprocesses import BASE_DIR, build_subprocess_env, stop_process_group
+from tests.subprocesses import build_subprocess_env, daphne_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
 
@@ -38,41 +34,6 @@ PAGES = [
     FILLER * 2 + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. " + FILLER * 2,
     FILLER * 3,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def daphne(env: dict[str, str], log: Path) -> Iterator[str]:
-    """``daphne config.asgi:application`` on a free port until the block ends; yields its base URL."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("daphne did not start:\n" + log.read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
-        yield base
-    except BaseException:
-        sys.stderr.write("daphne output:\n" + log.read_text(errors="replace")[-5000:])  # shown with the failure
-        raise
-    finally:
-        stop_process_group(process)
 
 
 def redis_ping_sender(url: str) -> Callable[[str], Any]:
@@ -113,7 +74,7 @@ def test_upload_ingest_events_and_a_cited_streamed_answer(
         start_celery_worker(
             env=env, purge=False, ping_send=redis_ping_sender(require_redis), ping_cache=RedisCache(require_redis, {})
         ),
-        daphne(env, tmp_path / "daphne.log") as base,
+        daphne_server(env, tmp_path / "daphne.log") as base,
     ):
         ws_url = base.replace("http", "ws") + f"/ws/chat/?token={tokens['access']}"
         with connect(ws_url, origin=base, open_timeout=10) as ws:

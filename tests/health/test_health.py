@@ -151,3 +151,39 @@ def test_readiness_does_not_reveal_hosts_ports_or_paths(client: Client, tmp_path
 
 def test_health_errors_use_the_envelope(client: Client) -> None:
     assert_envelope(client.delete("/api/v1/health/ready"), 405, "method_not_allowed")
+
+
+def test_readiness_is_503_when_the_postgres_channel_layer_cannot_reach_its_database(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded default's layer (PostgreSQL LISTEN/NOTIFY) on a server that is not there: 503 within
+    the check's timeout, not a hang and not a false 200."""
+    import channels_postgres.db
+
+    # channels_postgres keeps one connection pool per process in a module global: start this broken
+    # layer on a pool of its own, and give the working one back afterwards.
+    monkeypatch.setattr(channels_postgres.db, "connection_pool", None)
+    dead = {
+        "default": {
+            "BACKEND": "config.channel_layers.PostgresChannelLayer",
+            "CONFIG": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": "documind",
+                "USER": "postgres",
+                "PASSWORD": "",
+                "HOST": "127.0.0.1",
+                "PORT": str(dead_port()),
+                "OPTIONS": {"connect_timeout": 2},
+                "TIME_ZONE": None,
+                "CONN_MAX_AGE": 0,
+                "CONN_HEALTH_CHECKS": False,
+                "AUTOCOMMIT": True,
+                "PSYCOPG_OPTIONS": {"min_size": 1, "max_size": 2},
+            },
+        }
+    }
+    started = time.monotonic()
+    with override_settings(CHANNEL_LAYERS=dead):
+        failed = _assert_unavailable(client, "channel_layer")
+    assert time.monotonic() - started < 10
+    assert failed["error"] == "no round trip within 3s", failed

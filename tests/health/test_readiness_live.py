@@ -1,0 +1,56 @@
+"""Readiness against a real daphne on the test database: steady when idle, honest when the layer breaks.
+
+The embedded default's channel layer is PostgreSQL LISTEN/NOTIFY (``config/channel_layers.py``); its
+round trip is what ``check_channel_layer`` measures. It used to answer 503 on most calls of an idle
+server (the probe sent before it held the channel, so the listener dropped the notification).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from config.channel_layers import LISTENER_APPLICATION_NAME
+from tests.subprocesses import build_subprocess_env, daphne_server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def _listener_pids(dsn: str) -> list[int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (LISTENER_APPLICATION_NAME,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_readiness_is_steady_on_an_idle_server_and_recovers_when_the_listener_dies(tmp_path: Path) -> None:
+    env = build_subprocess_env(LOG_LEVEL="WARNING")
+    env.pop("REDIS_URL", None)  # the embedded default: the PostgreSQL channel layer
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        answers: list[tuple[int, Any]] = []
+        for _ in range(20):
+            response = httpx.get(f"{base}/api/v1/health/ready", timeout=10)
+            answers.append((response.status_code, response.json()["checks"]["channel_layer"]))
+        assert [status for status, _ in answers] == [200] * 20, answers
+        assert max(check["latency_ms"] for _, check in answers) < 1000, answers
+
+        # The LISTEN connection dies (a database restart, an idle-connection killer): the layer
+        # notices, listens again, and readiness is 200 again without restarting daphne.
+        pids = _listener_pids(env["DATABASE_URL"])
+        assert pids, "daphne holds no LISTEN connection"
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            for pid in pids:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 15
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code)
+            if statuses[-3:] == [200, 200, 200]:
+                break
+        assert statuses[-3:] == [200, 200, 200], statuses
