@@ -157,7 +157,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             user = await db.run(user_from_access_token, raw=_token(self.scope))
         except AuthenticationFailed as exc:
             # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
-            code = CLOSE_FORBIDDEN if _auth_code(exc) in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
+            reason = _auth_code(exc)
+            code = CLOSE_FORBIDDEN if reason in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
+            client = self.scope.get("client") or ("", 0)
+            logger.warning("websocket_refused", extra={"reason": reason, "close_code": code, "client_ip": client[0]})
             await self.accept()
             await self.close(code=code)
             return

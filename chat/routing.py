@@ -1,4 +1,4 @@
-"""WebSocket routes (``config.asgi`` mounts them behind ``AllowedHostsOriginValidator``)."""
+"""WebSocket routes (``config.asgi`` mounts them behind ``config.websocket_origin.OriginValidator``)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ tenant and user; the finish events add status and duration_ms (receivers below, 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,23 @@ def request_failed_metadata(
     log_kwargs.update(_common(request), status=500, duration_ms=_duration_ms(request))
 
 
+# Credentials that travel in URLs (the chat socket's ``?token=``) never reach a log line.
+SECRET_QUERY_PARAMETER = re.compile(r"(?i)([?&](?:token|access_token|access|refresh|api_key|key)=)[^&\s\"']*")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the values of credential query parameters replaced by ``[redacted]``."""
+    return SECRET_QUERY_PARAMETER.sub(r"\1[redacted]", text)
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: :func:`redact_url` on every string value (django-structlog logs the full path)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "=" in value:
+            event_dict[key] = redact_url(value)
+    return event_dict
+
+
 def build_logging(log_format: str, level: str) -> dict[str, Any]:
     """Return a ``LOGGING`` dict and configure structlog to match it."""
     renderer: Any
@@ -84,6 +102,7 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
     structlog.configure(
         processors=[
@@ -108,7 +127,8 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
                     structlog.processors.format_exc_info,
                     renderer,
                 ],
-                "foreign_pre_chain": shared,
+                # ExtraAdder: the ``extra={...}`` of standard-library log calls becomes fields of the line.
+                "foreign_pre_chain": [structlog.stdlib.ExtraAdder(), *shared],
             },
         },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},

@@ -8,7 +8,8 @@
   (and its process group killed) afterwards. Its output is kept: ``worker.output()``.
   :func:`launch_celery_worker` starts one outside a ``with`` block (stop it with :func:`stop_process_group`).
 
-* :func:`daphne_server`: ``daphne config.asgi:application`` on a free local port, yielding its base URL once
+* :func:`daphne_server`: ``python -m config.serve config.asgi:application`` (daphne with the redacting
+  access log the image runs) on a free local port, yielding its base URL once
   ``/healthz`` answers; its output is shown when the block fails.
 
 A worker only sees committed rows: tests that create rows for it need ``transactional_db``.
@@ -227,7 +228,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def daphne_server(env: dict[str, str], log: Path, *, timeout: float = 60.0, args: Sequence[str] = ()) -> Iterator[str]:
-    """``daphne config.asgi:application`` on a free port until the block ends; yields its base URL.
+    """daphne (``python -m config.serve``) serving ``config.asgi:application`` on a free port until the block
+    ends; yields its base URL.
 
     ``env`` is the child's whole environment (usually :func:`build_subprocess_env`); its output goes to
     ``log`` and is written to stderr when the block fails; ``args`` are extra daphne options.
@@ -237,7 +239,7 @@ def daphne_server(env: dict[str, str], log: Path, *, timeout: float = 60.0, args
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args, "config.asgi:application"],
+            [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port), *args, "config.asgi:application"],
             cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

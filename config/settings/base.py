@@ -290,6 +290,9 @@ CORS_ALLOW_HEADERS = (
     "x-tenant-id",
 )
 CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+# Browser pages allowed to open the chat socket besides the server's own (see config/websocket_origin.py);
+# clients that send no Origin (scripts) are always let through to the token check.
+WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
