@@ -6,7 +6,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -28,6 +28,14 @@ from tenants.scoping import TenantScopedViewSet, request_tenant
 
 
 @extend_schema(tags=["chat"])
+@extend_schema_view(
+    list=extend_schema(summary="List your chat sessions"),
+    create=extend_schema(summary="Start a chat session"),
+    retrieve=extend_schema(summary="Get a chat session"),
+    update=extend_schema(summary="Replace a chat session's title and scope"),
+    partial_update=extend_schema(summary="Change a chat session's title or scope"),
+    destroy=extend_schema(summary="Delete a chat session and its messages"),
+)
 class ChatSessionViewSet(TenantScopedViewSet):
     """``/api/v1/chat/sessions/``: the user's own chat sessions (private: admins do not see others').
 
@@ -89,9 +97,10 @@ class ChatSessionViewSet(TenantScopedViewSet):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
-    @extend_schema(methods=["GET"], responses={200: MessageSerializer(many=True)})
+    @extend_schema(methods=["GET"], summary="A session's messages", responses={200: MessageSerializer(many=True)})
     @extend_schema(
         methods=["POST"],
+        summary="Ask a question and get the whole answer (not streamed)",
         request=MessageCreateSerializer,
         responses={201: AnswerSerializer, 429: OpenApiResponse(description="quota_exceeded")},
     )

@@ -4,11 +4,15 @@
   ``bearerAuth`` HTTP bearer scheme (registered on import, from :class:`config.apps.ProjectConfig`).
 * :func:`add_error_envelope_and_tenant_header` (a post-processing hook) adds the ``ErrorEnvelope``
   schema as every operation's ``default`` response, the usual error statuses of tenant-scoped
-  operations, and the required ``X-Tenant-ID`` header wherever ``tenants.middleware`` demands it.
+  operations, and the ``tenantHeader`` security scheme (``X-Tenant-ID``, an ``apiKey`` in the header,
+  so Swagger UI's "Authorize" sets it once) wherever ``tenants.middleware`` demands it.
+* :func:`markdown_descriptions` (a post-processing hook) turns the reST of docstrings (double
+  backquotes, ``:func:`` roles) into the Markdown that Swagger UI and ReDoc render.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
@@ -31,12 +35,11 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
-TENANT_HEADER: dict[str, Any] = {
-    "name": "X-Tenant-ID",
+TENANT_SCHEME: dict[str, Any] = {
+    "type": "apiKey",
     "in": "header",
-    "required": True,
-    "description": "The tenant's slug or id. The bearer token's tenant must match it.",
-    "schema": {"type": "string"},
+    "name": "X-Tenant-ID",
+    "description": "The tenant's slug or id, on every tenant-scoped call. The bearer token's tenant must match it.",
 }
 
 # What a tenant-scoped operation can answer besides its own responses.
@@ -69,13 +72,16 @@ def _error_response(description: str) -> dict[str, Any]:
 def add_error_envelope_and_tenant_header(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
-    """Post-processing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``)."""
+    """Post-processing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``).
+
+    A tenant-scoped operation's security is ``bearerAuth`` AND ``tenantHeader`` (or ``tenantHeader``
+    alone where the token is optional, as on the sign-in endpoints).
+    """
     from tenants.middleware import needs_tenant
 
     components = result.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorEnvelope"] = ERROR_SCHEMA
-    components.setdefault("parameters", {})["XTenantID"] = TENANT_HEADER
-    tenant_ref = {"$ref": "#/components/parameters/XTenantID"}
+    components.setdefault("securitySchemes", {})["tenantHeader"] = TENANT_SCHEME
     for path, item in result.get("paths", {}).items():
         tenant_scoped = needs_tenant(path)
         for method, operation in item.items():
@@ -91,7 +97,36 @@ def add_error_envelope_and_tenant_header(
                 if code == "401" and not operation.get("security", True):
                     continue
                 responses.setdefault(code, _error_response(description))
-            params = operation.setdefault("parameters", [])
-            if tenant_ref not in params:
-                params.append(tenant_ref)
+            requirements = operation.get("security") or [{}]
+            operation["security"] = [{**requirement, "tenantHeader": []} for requirement in requirements]
+    return result
+
+
+_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|ref|setting):`~?([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def to_markdown(text: str) -> str:
+    """reST inline markup of a docstring as Markdown: ``x`` and :func:`x` become `x`."""
+    text = _ROLE.sub(
+        lambda match: f"`{match.group(1).rsplit('.', 1)[-1] if '~' in match.group(0) else match.group(1)}`", text
+    )
+    return _LITERAL.sub(r"`\1`", text)
+
+
+def markdown_descriptions(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Post-processing hook: every ``description`` and ``summary`` of the schema through :func:`to_markdown`."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in {"description", "summary"} and isinstance(value, str):
+                    node[key] = to_markdown(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(result)
     return result

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from documents.models import Chunk, Document, Project
@@ -57,7 +57,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class DocumentTaskSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.CharField()
     status = serializers.CharField()
     progress = serializers.IntegerField()
     stage = serializers.CharField()
@@ -109,7 +109,7 @@ class DocumentSerializer(serializers.ModelSerializer):
         if task is None:
             return None
         return {
-            "id": task.pk,
+            "id": str(task.pk),  # task ids are strings in every payload (design.md, "Ids in JSON")
             "status": task.status,
             "progress": task.progress,
             "stage": task.stage,
@@ -146,6 +146,20 @@ class DocumentUploadSerializer(serializers.Serializer):
     project = TenantProjectField(required=False, allow_null=True)
 
 
+@extend_schema_serializer(component_name="DocumentUpload")
+class DocumentUploadSchemaSerializer(DocumentUploadSerializer):
+    """multipart/form-data: ``file`` (a PDF, required), optional ``title`` and ``project``."""
+
+    # The schema's shape of the upload. DocumentUploadSerializer leaves ``file`` optional because the
+    # view's own checks (documents.uploads) refuse a missing file with a message of their own.
+
+    file = serializers.FileField(
+        required=True,
+        use_url=False,
+        help_text=f"A PDF of at most {settings.MAX_UPLOAD_MB} MB and {settings.MAX_PDF_PAGES} pages.",
+    )
+
+
 class DocumentUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(required=False, max_length=255)
     project = TenantProjectField(required=False, allow_null=True)
@@ -158,6 +172,8 @@ class DocumentUpdateSerializer(serializers.Serializer):
 
 
 class ChunkSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True, help_text="The chunk's id (a string, as `chunk_id` in citations).")
+
     class Meta:
         model = Chunk
         fields = [
@@ -186,7 +202,7 @@ class SearchRequestSerializer(serializers.Serializer):
 
 
 class SearchHitSerializer(serializers.Serializer):
-    chunk_id = serializers.IntegerField()
+    chunk_id = serializers.CharField(help_text="The chunk's id (a string, as in citations and events).")
     document_id = serializers.UUIDField()
     document_title = serializers.CharField()
     page_start = serializers.IntegerField()

@@ -25,6 +25,7 @@ from documents.serializers import (
     DocumentSerializer,
     DocumentUpdateSerializer,
     DocumentUploadResponseSerializer,
+    DocumentUploadSchemaSerializer,
     DocumentUploadSerializer,
     ProjectSerializer,
     SearchRequestSerializer,
@@ -125,7 +126,7 @@ class DocumentViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="Upload a PDF",
-        request={"multipart/form-data": DocumentUploadSerializer},
+        request={"multipart/form-data": DocumentUploadSchemaSerializer},
         responses={
             202: DocumentUploadResponseSerializer,
             200: OpenApiResponse(
@@ -232,7 +233,7 @@ class SearchViewSet(viewsets.GenericViewSet, mixins.CreateModelMixin):
         )
         results = [
             {
-                "chunk_id": hit.chunk_id,
+                "chunk_id": str(hit.chunk_id),
                 "document_id": str(hit.document_id),
                 "document_title": hit.document_title,
                 "page_start": hit.page_start,

@@ -19,6 +19,7 @@ class TaskErrorSerializer(serializers.Serializer):
 class TaskSerializer(serializers.ModelSerializer):
     """A task as the API shows it (read-only)."""
 
+    id = serializers.CharField(read_only=True, help_text="The task's id (a string, as `task_id` in events).")
     owner = serializers.UUIDField(source="owner_id", read_only=True)
     is_background = serializers.BooleanField(read_only=True)
     error = serializers.SerializerMethodField()

@@ -64,6 +64,7 @@ class UsageView(APIView):
 
     @extend_schema(
         tags=["tenant"],
+        summary="Token and request usage of the last 24 hours and 7 days, and what is left of today's quota",
         parameters=[OpenApiParameter("scope", str, enum=["user", "tenant"], required=False)],
         responses={200: _usage},
     )

@@ -268,6 +268,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.openapi.add_error_envelope_and_tenant_header",
+        "config.openapi.markdown_descriptions",
     ],
     # Several models have a "status"/"role" with different choices: name each enum after its model.
     "ENUM_NAME_OVERRIDES": {

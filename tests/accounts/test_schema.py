@@ -26,13 +26,12 @@ def operation(schema: dict, path: str, method: str = "post") -> dict:
 def test_public_auth_operations_need_no_bearer_but_a_tenant(schema):
     for path in PUBLIC:
         op = operation(schema, f"auth/{path}")
-        assert op.get("security") == [], path
-        assert {"$ref": "#/components/parameters/XTenantID"} in op["parameters"], path
+        assert op.get("security") == [{"tenantHeader": []}], path  # X-Tenant-ID, no bearer
 
 
 def test_other_operations_need_a_bearer(schema):
     for path, method in BEARER:
-        assert operation(schema, f"auth/{path}", method)["security"] == [{"bearerAuth": []}], path
+        assert operation(schema, f"auth/{path}", method)["security"] == [{"bearerAuth": [], "tenantHeader": []}], path
     for path, method in (
         ("tenant", "get"),
         ("tenant", "patch"),
@@ -41,7 +40,7 @@ def test_other_operations_need_a_bearer(schema):
         ("users/{id}", "patch"),
         ("users/{id}", "delete"),
     ):
-        assert operation(schema, path, method)["security"] == [{"bearerAuth": []}], (path, method)
+        assert operation(schema, path, method)["security"] == [{"bearerAuth": [], "tenantHeader": []}], (path, method)
 
 
 def test_shapes(schema):

@@ -31,7 +31,7 @@ def test_retrieve_shows_status_counts_and_task(api: APIClient, ready_document: A
     assert body["page_count"] == 3 and body["chunk_count"] == document.chunk_count > 0
     assert body["size"] == document.size and body["sha256"] == document.sha256
     assert body["error"] is None
-    assert body["task"]["id"] == document.task_id
+    assert body["task"]["id"] == str(document.task_id)  # task ids are strings in JSON
     assert body["embedding_model"] == "hashing-v1"
 
 
@@ -186,7 +186,7 @@ def test_reprocess(api: APIClient, uploaded: Any) -> None:
     assert response.status_code == 202, response.content
     body = response.json()
     assert (body["status"], body["progress"], body["stage"]) == ("pending", 0, "queued")
-    assert body["task"]["id"] != first_task and body["task"]["status"] == "pending"
+    assert body["task"]["id"] != str(first_task) and body["task"]["status"] == "pending"
 
     ingest(document)
     document.refresh_from_db()

@@ -32,8 +32,9 @@ def test_schema_generates_without_warnings_and_validates(tmp_path: Path) -> None
 def test_schema_documents_the_bearer_scheme_tenant_header_and_error_envelope(schema: dict[str, Any]) -> None:
     components = schema["components"]
     assert components["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    assert components["parameters"]["XTenantID"]["in"] == "header"
-    assert components["parameters"]["XTenantID"]["name"] == "X-Tenant-ID"
+    # X-Tenant-ID is a security scheme, so that "Authorize" in Swagger UI sets it once for every call.
+    tenant = components["securitySchemes"]["tenantHeader"]
+    assert (tenant["type"], tenant["in"], tenant["name"]) == ("apiKey", "header", "X-Tenant-ID")
     error = components["schemas"]["ErrorEnvelope"]["properties"]["error"]
     assert set(error["required"]) == {"type", "message", "details", "request_id"}
     for path, item in schema["paths"].items():
@@ -47,18 +48,42 @@ def test_public_operations_need_neither_token_nor_tenant(schema: dict[str, Any])
     for path in ("/", "/healthz", "/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready"):
         operation = schema["paths"][path]["get"]
         assert operation.get("security") == [], path
-        assert {"$ref": "#/components/parameters/XTenantID"} not in operation.get("parameters", []), path
     assert "503" in schema["paths"]["/api/v1/health/ready"]["get"]["responses"]
 
 
 @pytest.mark.urls("tests.foundation.urls")
 def test_tenant_scoped_operations_get_the_header_the_bearer_scheme_and_their_errors(schema: dict[str, Any]) -> None:
     private = schema["paths"]["/api/v1/_t/private"]["get"]
-    assert {"$ref": "#/components/parameters/XTenantID"} in private["parameters"]
-    assert private["security"] == [{"bearerAuth": []}]
+    assert private["security"] == [{"bearerAuth": [], "tenantHeader": []}]
     assert {"400", "401", "403", "404", "429"} <= set(private["responses"])
-    echo = schema["paths"]["/api/v1/_t/echo"]["get"]  # AllowAny: the token is optional
-    assert {"bearerAuth": []} in echo["security"] and {} in echo["security"]
+    echo = schema["paths"]["/api/v1/_t/echo"]["get"]  # AllowAny: the token is optional, the tenant is not
+    assert echo["security"] == [{"bearerAuth": [], "tenantHeader": []}, {"tenantHeader": []}]
+
+
+def test_every_operation_has_a_summary_and_no_rest_markup(schema: dict[str, Any]) -> None:
+    import json
+
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert operation.get("summary"), (method, path)
+    text = json.dumps(schema)
+    for markup in ("``", ":func:`", ":class:`", ":meth:`", ":attr:`", ":mod:`"):
+        assert markup not in text, markup
+
+
+def test_reST_becomes_markdown() -> None:
+    from config.openapi import to_markdown
+
+    assert to_markdown("``POST /x/`` calls :func:`documents.uploads.check` and :class:`~a.b.C`") == (
+        "`POST /x/` calls `documents.uploads.check` and `C`"
+    )
+
+
+def test_upload_requires_the_file(schema: dict[str, Any]) -> None:
+    body = schema["paths"]["/api/v1/documents/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    upload = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert upload["required"] == ["file"]
+    assert upload["properties"]["file"] == {**upload["properties"]["file"], "type": "string", "format": "binary"}
 
 
 class _Assets(HTMLParser):

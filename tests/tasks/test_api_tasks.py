@@ -96,8 +96,8 @@ def test_members_list_their_own_tasks_and_admins_all_of_the_tenants(
     admins = background(admin_user)
     TaskFactory(owner=other_user)  # another tenant
 
-    assert {t["id"] for t in api.get(URL).json()["results"]} == {mine.pk}
-    assert {t["id"] for t in admin_api.get(URL).json()["results"]} == {mine.pk, theirs.pk, admins.pk}
+    assert {t["id"] for t in api.get(URL).json()["results"]} == {str(mine.pk)}
+    assert {t["id"] for t in admin_api.get(URL).json()["results"]} == {str(mine.pk), str(theirs.pk), str(admins.pk)}
 
 
 def test_filters_by_kind_and_status(api: APIClient, user: User) -> None:
@@ -106,10 +106,11 @@ def test_filters_by_kind_and_status(api: APIClient, user: User) -> None:
     running = background(user, Task.Status.PROCESSING)
     failed = background(user, Task.Status.FAILED)
 
-    def ids(query: str) -> set[int]:
+    def ids(query: str) -> set[int]:  # task ids are strings in JSON (design.md)
         response = api.get(URL + query)
         assert response.status_code == 200, response.json()
-        return {t["id"] for t in response.json()["results"]}
+        assert all(isinstance(t["id"], str) for t in response.json()["results"])
+        return {int(t["id"]) for t in response.json()["results"]}
 
     assert ids("?kind=todo") == {todo.pk, done_todo.pk}
     assert ids("?kind=document_ingestion") == {running.pk, failed.pk}
@@ -131,8 +132,8 @@ def test_due_date_filters(api: APIClient, user: User) -> None:
     TaskFactory(owner=user)
 
     cutoff = (now + timedelta(days=1)).isoformat().replace("+00:00", "Z")
-    assert [t["id"] for t in api.get(URL, {"due_before": cutoff}).json()["results"]] == [soon.pk]
-    assert [t["id"] for t in api.get(URL, {"due_after": cutoff}).json()["results"]] == [later.pk]
+    assert [t["id"] for t in api.get(URL, {"due_before": cutoff}).json()["results"]] == [str(soon.pk)]
+    assert [t["id"] for t in api.get(URL, {"due_after": cutoff}).json()["results"]] == [str(later.pk)]
 
 
 def test_ordering_and_pagination(api: APIClient, user: User) -> None:
