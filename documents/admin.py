@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from config.errors import Conflict
 from documents import services
+from documents.ingestion import ingestion_error
 from documents.models import Chunk, Document, Project
 
 
@@ -67,7 +68,7 @@ class DocumentAdmin(TenantFixedAdmin):
     )
     list_filter = ("status", "tenant", "embedding_model")
     search_fields = ("title", "original_filename", "sha256", "owner__email", "tenant__slug")
-    list_select_related = ("tenant", "owner", "project")
+    list_select_related = ("tenant", "owner", "project", "task")
     raw_id_fields = ("owner", "project", "task")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
@@ -92,6 +93,19 @@ class DocumentAdmin(TenantFixedAdmin):
         "processed_at",
     )
     actions = ("reprocess_documents", "delete_documents")
+
+    @admin.display(description="progress")
+    def progress(self, obj: Document) -> int:
+        return obj.task.progress if obj.task else 0
+
+    @admin.display(description="stage")
+    def stage(self, obj: Document) -> str:
+        return obj.task.stage if obj.task else ""
+
+    @admin.display(description="error")
+    def error(self, obj: Document) -> str:
+        error = ingestion_error(obj.task)
+        return f"{error['type']}: {error['message']}" if error else ""
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

@@ -6,4 +6,4 @@ class DocumentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from documents import checks, signals, tasks  # noqa: F401  (system checks; file removal; the ingestion task kind)
+        from documents import checks, signals, tasks  # noqa: F401  (system checks; file removal; the Celery task)

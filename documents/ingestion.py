@@ -1,25 +1,37 @@
 """The ingestion pipeline: PDF → pages → chunks → embeddings → chunks stored in one transaction.
 
-:func:`document_ingest` is what the Celery task (``documents.tasks.ingest_document``) and the
-``ingest`` management command run. Stages and their share of the progress bar::
+:func:`document_ingest` is what the Celery task (``documents.tasks.ingest_document``) runs, for
+uploads, reprocessing, the ledger's retry and ``manage.py ingest`` alike. Stages and their share of
+the progress bar::
 
     extracting 5–40 · chunking 42 · embedding 45–90 · storing 95 · done 100
 
-Every progress report goes to the ledger row (:func:`tasks.tracking.report_progress`, which is also
-the cancellation checkpoint) and to the document (fields + a ``document.status`` event to the owner).
-Failures end with the document ``failed`` and a typed error (``pdf_no_text``, ``pdf_invalid``,
-``embedding_failed``, ``cancelled``, ``ingestion_crashed``, ``internal_error``), then re-raise so the
-ledger row fails too. The store step locks the document row, deletes its chunks and COPYs the new
-ones in one transaction: a redelivered or retried task never duplicates chunks, and a document
-deleted meanwhile is left alone.
+Who owns what: the task row (``tasks.Task``) is the one record of the run — progress, stage, error
+and per-stage timings (seconds). Every progress report is one write to that row and one
+``document.status`` event (:func:`tasks.tracking.report_progress`, also the cancellation checkpoint;
+the event is :func:`document_status_event`, built from the row). ``Document.status`` is the
+lifecycle search and the API need, written only at its transitions: ``processing`` when a run
+starts, ``ready`` with the chunks, ``failed`` when a run fails or its row ends outside the worker
+(:func:`document_ingestion_abandoned`), ``pending`` on upload and reprocess.
+
+Failures raise :class:`IngestionFailed` with a typed code (``pdf_no_text``, ``pdf_invalid``,
+``ingestion_crashed``, ``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the
+embedder's own error); the task's base class stores it on the row. The store step locks the document
+row, deletes its chunks and COPYs the new ones in one transaction: a redelivered or retried task never
+duplicates chunks, and a document deleted meanwhile is left alone.
+
+Extending it: a new stage is a :class:`_Progress` report with its name (its seconds land in the
+row's ``timings``); :func:`progress_listener` lets a caller in the same thread watch the reports.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -39,18 +51,22 @@ from tenants.usage import usage_record
 logger = logging.getLogger(__name__)
 
 NO_TEXT_MESSAGE = "No text could be extracted: the PDF looks scanned (pages are images). OCR is not supported yet."
-
+CANCELLED_ERROR = {"type": "cancelled", "message": "Ingestion was cancelled."}
 
 ProgressListener = Callable[[int, str], None]
+_listener: ContextVar[ProgressListener | None] = ContextVar("ingestion_progress_listener", default=None)
 
 
 class IngestionFailed(Exception):
-    """A document that cannot be ingested, with the error type recorded on it."""
+    """A document that cannot be ingested, with the error type recorded on its task row."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Celery pickles/unpickles task exceptions
+        return (type(self), (self.code, self.message))
 
 
 @dataclass
@@ -61,6 +77,7 @@ class IngestResult:
     chunks: int
     embedding_tokens: int
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,61 +87,94 @@ class IngestResult:
             "chunks": self.chunks,
             "embedding_tokens": self.embedding_tokens,
             "seconds": round(self.seconds, 3),
+            "timings": self.timings,
         }
 
 
-# --- status bookkeeping -------------------------------------------------------------------------
+# --- what the task row says about its document --------------------------------------------------
+
+# The document lifecycle status a task row's status stands for (the event's ``status``).
+_DOCUMENT_STATUS_OF_TASK = {
+    Task.Status.PENDING: Document.Status.PENDING,
+    Task.Status.PROCESSING: Document.Status.PROCESSING,
+    Task.Status.COMPLETED: Document.Status.READY,
+    Task.Status.FAILED: Document.Status.FAILED,
+    Task.Status.CANCELLED: Document.Status.FAILED,
+}
 
 
-def _status_event(document: Document) -> events.DocumentStatusEvent:
+def ingestion_error(task: Task | None) -> dict[str, Any] | None:
+    """The error of an ingestion as its task row records it (a cancelled row: ``cancelled``)."""
+    if task is None:
+        return None
+    if task.error:
+        return task.error
+    return dict(CANCELLED_ERROR) if task.status == Task.Status.CANCELLED else None
+
+
+def document_status_event(task: Task) -> events.DocumentStatusEvent | None:
+    """The ``document.status`` event of an ingestion row (None for a run a newer one superseded)."""
+    if task.status == Task.Status.COMPLETED and (task.result or {}).get("skipped") == "superseded":
+        return None
     return events.document_status_event(
-        document_id=document.pk,
-        task_id=document.task_id,
-        status=document.status,
-        progress=document.progress,
-        stage=document.stage,
-        error=document.error,
+        document_id=(task.payload or {}).get("document_id"),
+        task_id=task.pk,
+        status=_DOCUMENT_STATUS_OF_TASK.get(task.status, task.status),
+        progress=task.progress,
+        stage=task.stage,
+        error=ingestion_error(task),
+        timings=task.timings,
     )
 
 
-def publish_document_status(document: Document) -> None:
-    """Send the document's status to its owner's sockets (never raises)."""
-    events.publish(document.owner_id, _status_event(document))
-
-
-def _update_document(document: Document, *, publish_on_commit: bool = False, **fields: Any) -> bool:
-    """Write ``fields`` to the row (if it still exists) and to ``document``; publish the new status
-    (once the transaction commits with ``publish_on_commit``)."""
+def _set_status(document: Document, status: str, **fields: Any) -> bool:
+    """A lifecycle transition of the document (the only writes of its status); False when it is gone."""
+    document.status = status
     for key, value in fields.items():
         setattr(document, key, value)
-    updated = Document.objects.filter(pk=document.pk).update(**fields, updated_at=timezone.now())
-    if updated and publish_on_commit:
-        event = _status_event(document)
-        owner_id = document.owner_id
-        transaction.on_commit(lambda: events.publish(owner_id, event))
-    elif updated:
-        publish_document_status(document)
-    return bool(updated)
+    return bool(Document.objects.filter(pk=document.pk).update(status=status, updated_at=timezone.now(), **fields))
+
+
+@contextmanager
+def progress_listener(listener: ProgressListener) -> Iterator[None]:
+    """Call ``listener(progress, stage)`` on every new progress report made in this context (same thread)."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
 
 
 class _Progress:
-    """Reports progress to the ledger row (a cancel checkpoint) and to the document."""
+    """Reports progress and stage timings to the ledger row (one write and one event; a checkpoint)."""
 
-    def __init__(self, document: Document, row_id: str | None, listener: ProgressListener | None = None) -> None:
-        self.document = document
+    def __init__(self, row_id: str | None) -> None:
         self.row_id = row_id
-        self.listener = listener
+        self.listener = _listener.get()
         self.last: tuple[int, str] = (-1, "")
+        self.timings: dict[str, float] = {}
+        self._stage_started = time.monotonic()
+
+    def _close_stage(self) -> None:
+        stage, now = self.last[1], time.monotonic()
+        if stage:
+            self.timings[stage] = round(self.timings.get(stage, 0.0) + now - self._stage_started, 4)
+        self._stage_started = now
 
     def __call__(self, progress: int, stage: str) -> None:
-        report_progress(self.row_id, progress=progress, stage=stage)  # raises TaskCancelled
         if (progress, stage) == self.last:
             return
+        if stage != self.last[1]:
+            self._close_stage()
         self.last = (progress, stage)
+        report_progress(self.row_id, progress=progress, stage=stage, timings=self.timings)  # raises TaskCancelled
         if self.listener is not None:
             self.listener(progress, stage)
-        if not _update_document(self.document, progress=progress, stage=stage):
-            raise TaskCancelled(self.row_id or str(self.document.pk))  # the document was deleted
+
+    def finish(self) -> dict[str, float]:
+        """The timings with the last stage closed."""
+        self._close_stage()
+        return self.timings
 
 
 # --- the pipeline -------------------------------------------------------------------------------
@@ -203,138 +253,142 @@ def _attempts(row_id: str | None) -> int:
     return Task.objects.filter(pk=row_id).values_list("attempts", flat=True).first() or 0
 
 
-def document_ingest(
-    *,
-    document_id: str,
-    task_row_id: str | None = None,
-    extractor: PdfExtractor | None = None,
-    embedder: Embedder | None = None,
-    on_progress: ProgressListener | None = None,
-) -> dict[str, Any]:
-    """Ingest one document (see the module docstring). Returns a summary for the ledger row.
-
-    ``on_progress(progress, stage)`` is called on every new progress report (the ``ingest`` command's bar).
-
-    Quietly returns when the document is gone, already ready for this task, or was handed to a newer
-    task (a reprocess superseded this one).
-    """
-    started = time.monotonic()
-    document = Document.objects.select_related("tenant", "owner").filter(pk=document_id).first()
+def _skip_reason(document: Document | None, task_row_id: str | None) -> dict[str, Any] | None:
+    """Why a run has nothing to do: the document is gone, another task owns it, or it is ready."""
     if document is None:
         return {"skipped": "document_deleted"}
     if task_row_id and document.task_id and str(document.task_id) != str(task_row_id):
         return {"skipped": "superseded"}
     if document.status == Document.Status.READY:
         return {"skipped": "already_ready", "chunks": document.chunk_count}
+    return None
 
-    progress = _Progress(document, task_row_id, on_progress)
+
+def document_ingest(
+    *,
+    document_id: str,
+    task_row_id: str | None = None,
+    extractor: PdfExtractor | None = None,
+    embedder: Embedder | None = None,
+) -> dict[str, Any]:
+    """Ingest one document (see the module docstring). Returns a summary for the ledger row.
+
+    Quietly returns when the document is gone, already ready, or was handed to a newer task (a
+    reprocess superseded this one). Any failure moves the document to ``failed`` and raises a
+    typed error (:class:`IngestionFailed`, :class:`EmbeddingError`) or :class:`TaskCancelled`.
+    """
+    document = Document.objects.select_related("tenant", "owner").filter(pk=document_id).first()
+    skipped = _skip_reason(document, task_row_id)
+    if skipped is not None:
+        return skipped
+    assert document is not None
     try:
-        if _attempts(task_row_id) > settings.INGESTION_MAX_ATTEMPTS:
-            raise IngestionFailed(
-                "ingestion_crashed",
-                f"Ingestion was interrupted {settings.INGESTION_MAX_ATTEMPTS} times (the worker died): giving up.",
-            )
-        _update_document(document, status=Document.Status.PROCESSING, progress=1, stage="starting", error=None)
-        extractor = extractor or get_extractor()
-        embedder = embedder or get_embedder()
-        path = _source(document)
-
-        progress(2, "opening")
-        page_count = extractor.page_count(path)
-        pages = extract_pages(extractor, path, progress, page_count)
-        pages_without_text = sum(1 for page in pages if not page.text)
-        _update_document(document, page_count=len(pages))
-        if not any(page.text for page in pages):
-            raise IngestionFailed("pdf_no_text", NO_TEXT_MESSAGE)
-
-        progress(42, "chunking")
-        chunks = chunk_pages(pages, chunk_tokens=settings.CHUNK_TOKENS, overlap=settings.CHUNK_OVERLAP)
-        if not chunks:
-            raise IngestionFailed("pdf_no_text", NO_TEXT_MESSAGE)
-
-        progress(45, "embedding")
-        vectors, tokens = embed_chunks(embedder, chunks, progress)
-        if embedder.metered:
-            usage_record(
-                tenant=document.tenant,
-                user=document.owner,
-                kind="embedding",
-                model=embedder.model,
-                embedding_tokens=tokens,
-            )
-
-        progress(95, "storing")
-        with transaction.atomic():
-            locked = Document.objects.select_for_update().filter(pk=document.pk).first()
-            if locked is None:
-                raise TaskCancelled(task_row_id or str(document.pk))
-            if task_row_id and locked.task_id and str(locked.task_id) != str(task_row_id):
-                return {"skipped": "superseded"}
-            count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
-            # Announced after the commit: a client reacting to "ready" must find the chunks there.
-            _update_document(
-                document,
-                publish_on_commit=True,
-                status=Document.Status.READY,
-                progress=100,
-                stage="done",
-                chunk_count=count,
-                page_count=len(pages),
-                error=None,
-                embedding_model=embedder.model,
-                embedding_dimensions=embedder.dimensions,
-                processed_at=timezone.now(),
-            )
-        result = IngestResult(
-            str(document.pk), len(pages), pages_without_text, count, tokens, time.monotonic() - started
-        )
-        logger.info("document_ingested", extra=result.as_dict())
-        return result.as_dict()
-    except TaskCancelled:
-        _fail(document, "cancelled", "Ingestion was cancelled.")
-        raise
-    except IngestionFailed as exc:
-        _fail(document, exc.code, exc.message)
+        return _run(document, task_row_id, extractor, embedder)
+    except (TaskCancelled, IngestionFailed, EmbeddingError):
+        _fail(document)
         raise
     except PdfError as exc:
-        _fail(document, exc.code, exc.message)
+        _fail(document)
         raise IngestionFailed(exc.code, exc.message) from exc
-    except EmbeddingError as exc:
-        _fail(document, exc.code, exc.message)
-        raise
-    except SoftTimeLimitExceeded:
-        _fail(document, "ingestion_timeout", "Ingestion took longer than the time limit.")
-        raise
+    except SoftTimeLimitExceeded as exc:
+        _fail(document)
+        raise IngestionFailed("ingestion_timeout", "Ingestion took longer than the time limit.") from exc
     except Exception as exc:
         logger.exception("document_ingest_crashed", extra={"document_id": str(document.pk)})
-        _fail(document, "internal_error", f"Ingestion failed unexpectedly ({type(exc).__name__}).")
-        raise
+        _fail(document)
+        raise IngestionFailed("internal_error", f"Ingestion failed unexpectedly ({type(exc).__name__}).") from exc
 
 
-def _fail(document: Document, code: str, message: str) -> None:
-    try:
-        _update_document(
-            document, status=Document.Status.FAILED, stage="failed", error={"type": code, "message": message}
+def _run(
+    document: Document, task_row_id: str | None, extractor: PdfExtractor | None, embedder: Embedder | None
+) -> dict[str, Any]:
+    """The stages of :func:`document_ingest`; raises on any failure."""
+    started = time.monotonic()
+    if _attempts(task_row_id) > settings.INGESTION_MAX_ATTEMPTS:
+        raise IngestionFailed(
+            "ingestion_crashed",
+            f"Ingestion was interrupted {settings.INGESTION_MAX_ATTEMPTS} times (the worker died): giving up.",
         )
+    if document.status != Document.Status.PROCESSING:
+        _set_status(document, Document.Status.PROCESSING)
+    progress = _Progress(task_row_id)
+    extractor = extractor or get_extractor()
+    embedder = embedder or get_embedder()
+    path = _source(document)
+
+    progress(2, "opening")
+    pages = extract_pages(extractor, path, progress, extractor.page_count(path))
+    chunks: list[ChunkData] = []
+    if any(page.text for page in pages):
+        progress(42, "chunking")
+        chunks = chunk_pages(pages, chunk_tokens=settings.CHUNK_TOKENS, overlap=settings.CHUNK_OVERLAP)
+    if not chunks:
+        Document.objects.filter(pk=document.pk).update(page_count=len(pages))
+        raise IngestionFailed("pdf_no_text", NO_TEXT_MESSAGE)
+
+    progress(45, "embedding")
+    vectors, tokens = embed_chunks(embedder, chunks, progress)
+    if embedder.metered:
+        usage_record(
+            tenant=document.tenant, user=document.owner, kind="embedding", model=embedder.model, embedding_tokens=tokens
+        )
+
+    progress(95, "storing")
+    count = _store(document, task_row_id, chunks, vectors, embedder, page_count=len(pages))
+    if count is None:
+        return {"skipped": "superseded"}
+    pages_without_text = sum(1 for page in pages if not page.text)
+    result = IngestResult(
+        str(document.pk), len(pages), pages_without_text, count, tokens, time.monotonic() - started, progress.finish()
+    )
+    logger.info("document_ingested", extra=result.as_dict())
+    return result.as_dict()
+
+
+def _store(
+    document: Document,
+    task_row_id: str | None,
+    chunks: Sequence[ChunkData],
+    vectors: Sequence[Sequence[float]],
+    embedder: Embedder,
+    *,
+    page_count: int,
+) -> int | None:
+    """Replace the chunks and make the document ``ready`` in one transaction; None when superseded."""
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().filter(pk=document.pk).first()
+        if locked is None:
+            raise TaskCancelled(task_row_id or str(document.pk))
+        if task_row_id and locked.task_id and str(locked.task_id) != str(task_row_id):
+            return None
+        count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
+        _set_status(
+            document,
+            Document.Status.READY,
+            chunk_count=count,
+            page_count=page_count,
+            embedding_model=embedder.model,
+            embedding_dimensions=embedder.dimensions,
+            processed_at=timezone.now(),
+        )
+    return count
+
+
+def _fail(document: Document) -> None:
+    """processing → failed (the error itself is recorded on the task row by its base class)."""
+    try:
+        _set_status(document, Document.Status.FAILED)
     except Exception:
         logger.exception("document_fail_bookkeeping_failed", extra={"document_id": str(document.pk)})
 
 
 def document_ingestion_abandoned(task: Task) -> None:
-    """Put the document in step when its ingestion row ended outside the worker.
+    """Fail the document whose ingestion row ended outside the worker (its error is the row's).
 
     A task cancelled before any worker picked it up, or failed by the watchdog as stalled, would
     otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
     current task is ``task`` and that is still unfinished is touched.
     """
-    document = Document.objects.filter(
-        task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]
-    ).first()
-    if document is None:
-        return
-    error = (
-        task.error
-        if task.status == Task.Status.FAILED and task.error
-        else {"type": "cancelled", "message": "Ingestion was cancelled."}
+    Document.objects.filter(task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]).update(
+        status=Document.Status.FAILED, updated_at=timezone.now()
     )
-    _update_document(document, status=Document.Status.FAILED, stage="failed", error=error)

@@ -51,9 +51,12 @@ def document_upload_to(instance: Document, filename: str) -> str:
 
 
 class Document(TenantOwnedModel):
-    """An uploaded PDF and the state of its ingestion.
+    """An uploaded PDF and its lifecycle.
 
-    State machine (the pipeline and the services make only these moves; :meth:`can_transition`)::
+    ``status`` is the lifecycle search and the API need; the progress, stage, error and timings of
+    an ingestion live on its task row (``task``, the one record of the run; see
+    :mod:`documents.ingestion`). The status is written only at these transitions (the pipeline and
+    the services make only these moves; :meth:`can_transition`)::
 
         pending    -> processing | failed          (a worker picks it up / it cannot be queued)
         processing -> ready | failed | pending     (done / typed error or cancel / redelivered or retried)
@@ -87,11 +90,8 @@ class Document(TenantOwnedModel):
     size = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    progress = models.PositiveSmallIntegerField(default=0)
-    stage = models.CharField(max_length=40, blank=True)
     page_count = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
-    error = models.JSONField(null=True, blank=True)  # {"type": "pdf_no_text", "message": ...}
     task = models.ForeignKey("tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     embedding_model = models.CharField(max_length=100, blank=True)
     embedding_dimensions = models.PositiveIntegerField(default=0)
@@ -103,7 +103,6 @@ class Document(TenantOwnedModel):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "sha256"], name="documents_document_unique_tenant_sha256"),
-            models.CheckConstraint(condition=models.Q(progress__lte=100), name="documents_document_progress_lte_100"),
         ]
         indexes = [
             models.Index(fields=["tenant", "status"], name="documents_doc_tenant_status"),

@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from documents.ingestion import ingestion_error
 from documents.models import Chunk, Document, Project
 from documents.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
 from tenants.scoping import request_tenant
@@ -70,10 +71,17 @@ class DocumentErrorSerializer(serializers.Serializer):
 
 
 class DocumentSerializer(serializers.ModelSerializer):
-    """A document as the API shows it (read-only)."""
+    """A document as the API shows it (read-only).
+
+    ``progress``, ``stage``, ``error`` and ``timings`` are those of its current ingestion task (the
+    one record of the run); ``status`` is the document's own lifecycle.
+    """
 
     owner = serializers.UUIDField(source="owner_id", read_only=True)
     project = serializers.UUIDField(source="project_id", read_only=True, allow_null=True)
+    progress = serializers.SerializerMethodField()
+    stage = serializers.SerializerMethodField()
+    timings = serializers.SerializerMethodField()
     task = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
 
@@ -94,6 +102,7 @@ class DocumentSerializer(serializers.ModelSerializer):
             "page_count",
             "chunk_count",
             "error",
+            "timings",
             "task",
             "embedding_model",
             "embedding_dimensions",
@@ -116,9 +125,24 @@ class DocumentSerializer(serializers.ModelSerializer):
             "attempts": task.attempts,
         }
 
+    def get_progress(self, document: Document) -> int:
+        if document.task is None:
+            return 100 if document.status == Document.Status.READY else 0
+        return document.task.progress
+
+    def get_stage(self, document: Document) -> str:
+        if document.task is None:
+            return "done" if document.status == Document.Status.READY else ""
+        return document.task.stage
+
+    @extend_schema_field(serializers.DictField(child=serializers.FloatField()))
+    def get_timings(self, document: Document) -> dict[str, float]:
+        """Seconds spent in each stage of the current ingestion."""
+        return dict(document.task.timings or {}) if document.task is not None else {}
+
     @extend_schema_field(DocumentErrorSerializer(allow_null=True))
     def get_error(self, document: Document) -> dict[str, Any] | None:
-        return document.error or None
+        return ingestion_error(document.task)
 
 
 class DocumentUploadResponseSerializer(DocumentSerializer):

@@ -12,11 +12,11 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from config.errors import Conflict
-from documents.ingestion import publish_document_status
 from documents.models import Document, Project
 from documents.uploads import check_pdf_upload
 from tasks.models import Task
 from tasks.services import task_cancel, task_create_background, task_enqueue
+from tasks.tracking import publish_row
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def _enqueue_ingestion(document: Document, owner: User, *, enqueue: bool = True)
         owner=owner,
         kind=Task.Kind.DOCUMENT_INGESTION,
         title=f"Ingest {document.title}",
+        celery_task=ingest_document,
         payload={"document_id": str(document.pk)},
     )
     document.task = task
@@ -99,7 +100,7 @@ def document_upload(
     """Check and store an uploaded PDF and queue its ingestion. Returns ``(document, duplicate)``.
 
     ``enqueue=False`` creates the ledger row without sending it to Celery (``manage.py ingest``
-    runs the pipeline itself).
+    runs the task in-process through Celery's ``apply``).
 
     Every refusal (see :mod:`documents.uploads`) happens before anything is stored. The same bytes
     already uploaded in this tenant return the existing document with ``duplicate=True`` (also
@@ -123,7 +124,6 @@ def document_upload(
         sha256=checked.sha256,
         page_count=checked.page_count,
         status=Document.Status.PENDING,
-        stage="queued",
     )
     upload.seek(0)
     document.file.save(f"{document.id}.pdf", upload, save=False)
@@ -180,22 +180,18 @@ def document_delete(*, document: Document) -> None:
 
 @transaction.atomic
 def document_reprocess(*, document: Document, user: User) -> Document:
-    """Ingest the document again under a new ledger row; 409 while an ingestion is still running."""
+    """Ingest the document again under a new ledger row; 409 while its ingestion task is still running.
+
+    The task row alone says whether an ingestion runs (it is the one record of the run).
+    """
     locked = Document.objects.select_for_update().get(pk=document.pk)
-    task = Task.objects.filter(pk=locked.task_id).first() if locked.task_id else None
-    if (
-        locked.status in (Document.Status.PENDING, Document.Status.PROCESSING)
-        and task is not None
-        and task.status in ACTIVE_TASK_STATUSES
-    ):
+    task = Task.objects.select_for_update().filter(pk=locked.task_id).first() if locked.task_id else None
+    if task is not None and task.status in ACTIVE_TASK_STATUSES:
         raise Conflict("The document is already being processed.", details={"status": locked.status})
     if not Document.can_transition(locked.status, Document.Status.PENDING):
         raise Conflict(f"A {locked.status} document cannot be reprocessed.", details={"status": locked.status})
     locked.status = Document.Status.PENDING
-    locked.progress = 0
-    locked.stage = "queued"
-    locked.error = None
-    locked.save(update_fields=["status", "progress", "stage", "error", "updated_at"])
-    _enqueue_ingestion(locked, user)
-    transaction.on_commit(lambda: publish_document_status(locked))
+    locked.save(update_fields=["status", "updated_at"])
+    new_task = _enqueue_ingestion(locked, user)
+    transaction.on_commit(lambda: publish_row(new_task))
     return locked

@@ -6,14 +6,26 @@ from typing import Any
 
 from celery import shared_task
 
-from documents.ingestion import document_ingest, document_ingestion_abandoned
+from documents.ingestion import document_ingest, document_ingestion_abandoned, document_status_event
+from tasks import events
 from tasks.models import Task
-from tasks.registry import register_background
 from tasks.tracking import TrackedTask
 
 
+class IngestionTask(TrackedTask):
+    """A tracked task whose row's changes are ``document.status`` events of its document."""
+
+    def row_event(self, task: Task) -> events.DocumentStatusEvent | None:
+        """``document.status`` built from the row (see :func:`documents.ingestion.document_status_event`)."""
+        return document_status_event(task)
+
+    def on_abandoned(self, task: Task) -> None:
+        """The row ended outside the worker: fail its still unfinished document."""
+        document_ingestion_abandoned(task)
+
+
 @shared_task(
-    base=TrackedTask,
+    base=IngestionTask,
     bind=True,
     name="documents.ingest",
     acks_late=True,
@@ -30,6 +42,3 @@ def ingest_document(self: Any, document_id: str, *, task_row_id: str | None = No
     (and the row completes) when the document is gone.
     """
     return document_ingest(document_id=document_id, task_row_id=task_row_id)
-
-
-register_background(Task.Kind.DOCUMENT_INGESTION, ingest_document, on_abandoned=document_ingestion_abandoned)

@@ -2,6 +2,11 @@
 
 Groups are per user (``user.<id>``); the chat socket of a user joins their group and forwards the
 events below. Senders use :func:`publish`, which never raises: a missing event must not fail the work.
+
+Both events are built from a ledger row (:mod:`tasks.tracking` publishes one per change of a row):
+``document.status`` for document ingestion (its status is the document's lifecycle status; stage,
+progress, error and timings are the task row's), ``task.progress`` for every other background task
+and for to-dos.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class DocumentStatusEvent(TypedDict):
     progress: int
     stage: str
     error: dict[str, Any] | None
+    timings: dict[str, float]
 
 
 def task_progress_event(*, task_id: object, kind: str, status: str, progress: int, stage: str) -> TaskProgressEvent:
@@ -58,6 +64,7 @@ def document_status_event(
     progress: int,
     stage: str,
     error: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> DocumentStatusEvent:
     return {
         "type": "document.status",
@@ -67,10 +74,14 @@ def document_status_event(
         "progress": progress,
         "stage": stage,
         "error": error,
+        "timings": dict(timings or {}),
     }
 
 
-def publish(user_id: object, event: TaskProgressEvent | DocumentStatusEvent) -> None:
+TaskEvent = TaskProgressEvent | DocumentStatusEvent
+
+
+def publish(user_id: object, event: TaskEvent) -> None:
     """Send ``event`` to the user's group from synchronous code (workers, services)."""
     try:
         layer = get_channel_layer()
@@ -81,7 +92,7 @@ def publish(user_id: object, event: TaskProgressEvent | DocumentStatusEvent) -> 
         logger.exception("event_publish_failed", extra={"event_type": event.get("type")})
 
 
-async def apublish(user_id: object, event: TaskProgressEvent | DocumentStatusEvent) -> None:
+async def apublish(user_id: object, event: TaskEvent) -> None:
     """Async twin of :func:`publish`."""
     try:
         layer = get_channel_layer()

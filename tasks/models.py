@@ -13,6 +13,11 @@ from tenants.models import TenantOwnedModel
 class Task(TenantOwnedModel):
     """A background task (document ingestion, ...) or a person's to-do.
 
+    For background work this row is the one record of the run: status, progress, stage, error and
+    per-stage ``timings`` (seconds). ``celery_task_name`` names the Celery task that runs it (looked up
+    in Celery's own registry, ``app.tasks[name]``, to run it again); ``payload`` holds its keyword
+    arguments. ``kind`` only labels the row for people (lists, filters).
+
     State machine (enforced by :meth:`can_transition`)::
 
         pending    -> processing | completed | cancelled | failed
@@ -52,6 +57,10 @@ class Task(TenantOwnedModel):
     result = models.JSONField(default=dict, blank=True)
     error = models.JSONField(default=dict, blank=True)  # {"type": ..., "message": ...}
     celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The registered name of the Celery task that runs this row (e.g. "documents.ingest"); empty for to-dos.
+    celery_task_name = models.CharField(max_length=200, blank=True)
+    # Seconds spent in each stage of the run, e.g. {"extracting": 1.2, "embedding": 3.4}.
+    timings = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # What the background task works on, e.g. {"document_id": "..."}: enough to run it again.
     payload = models.JSONField(default=dict, blank=True)

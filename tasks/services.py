@@ -1,8 +1,11 @@
 """Writes to the task ledger: background tasks (enqueue, cancel, retry, watchdog) and to-dos.
 
 State changes go through the state machine of :class:`tasks.models.Task`; a change it does not
-allow is a :class:`config.errors.Conflict` (409). Status changes are published as ``task.progress``
-events to the owner once the transaction commits.
+allow is a :class:`config.errors.Conflict` (409). Status changes are published to the owner once
+the transaction commits, as the event of the row's Celery task (:func:`tasks.tracking.publish_row`:
+``task.progress``, or ``document.status`` for ingestion). A background row names its Celery task
+(``celery_task_name``); retry looks it up in Celery's registry, and a row that ends outside its worker
+calls that task's :meth:`~tasks.tracking.TrackedTask.on_abandoned`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from config.errors import Conflict
-from tasks import registry
 from tasks.models import Task
-from tasks.tracking import publish_task_progress
+from tasks.tracking import publish_row, run_abandoned_hook, tracked_task_for
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -36,10 +38,24 @@ TODO_STATUSES = (Task.Status.PENDING, Task.Status.PROCESSING, Task.Status.COMPLE
 
 @transaction.atomic
 def task_create_background(
-    *, tenant: Tenant, owner: User, kind: str, title: str, payload: dict[str, Any] | None = None
+    *,
+    tenant: Tenant,
+    owner: User,
+    kind: str,
+    title: str,
+    celery_task: CeleryTask,
+    payload: dict[str, Any] | None = None,
 ) -> Task:
-    """A pending background task row for ``owner``."""
-    return Task.objects.create(tenant=tenant, owner=owner, kind=kind, title=title[:255], payload=payload or {})
+    """A pending background task row for ``owner``, run by ``celery_task`` with ``payload`` as kwargs."""
+    return Task.objects.create(
+        tenant=tenant,
+        owner=owner,
+        kind=kind,
+        title=title[:255],
+        celery_task_name=celery_task.name,
+        payload=payload or {},
+        stage="queued",
+    )
 
 
 def task_enqueue(*, task: Task, celery_task: CeleryTask, kwargs: dict[str, Any] | None = None) -> str:
@@ -49,8 +65,8 @@ def task_enqueue(*, task: Task, celery_task: CeleryTask, kwargs: dict[str, Any] 
     the worker can tell this run from an earlier one.
     """
     celery_id = uuid.uuid4().hex
-    Task.objects.filter(pk=task.pk).update(celery_task_id=celery_id)
-    task.celery_task_id = celery_id
+    Task.objects.filter(pk=task.pk).update(celery_task_id=celery_id, celery_task_name=celery_task.name)
+    task.celery_task_id, task.celery_task_name = celery_id, celery_task.name
     call_kwargs = {**(kwargs or {}), "task_row_id": str(task.pk)}
 
     def send() -> None:
@@ -63,7 +79,7 @@ def task_enqueue(*, task: Task, celery_task: CeleryTask, kwargs: dict[str, Any] 
             with transaction.atomic():
                 failed = task_mark_enqueue_failed(task_id=task.pk, celery_id=celery_id, error=exc)
             if failed is not None:
-                publish_task_progress(failed)
+                publish_row(failed)
 
     transaction.on_commit(send)
     return celery_id
@@ -85,7 +101,7 @@ def task_mark_enqueue_failed(*, task_id: int, celery_id: str, error: Exception) 
         "message": f"The task queue could not be reached ({type(error).__name__}); retry it.",
     }
     task.save(update_fields=["status", "finished_at", "error", "updated_at"])
-    transaction.on_commit(lambda: registry.run_abandoned_hook(task))
+    transaction.on_commit(lambda: run_abandoned_hook(task))
     return task
 
 
@@ -95,13 +111,13 @@ def _locked(task: Task) -> Task:
 
 
 def _publish_on_commit(task: Task, *, abandoned: bool = False) -> None:
-    """After commit: the ``task.progress`` event and, for background work that ended outside its
-    worker (``abandoned``), the owning app's hook (see :func:`tasks.registry.register_background`)."""
+    """After commit: for background work that ended outside its worker (``abandoned``) its task's
+    :meth:`~tasks.tracking.TrackedTask.on_abandoned`, then the row's event."""
 
     def after_commit() -> None:
-        publish_task_progress(task)
         if abandoned:
-            registry.run_abandoned_hook(task)
+            run_abandoned_hook(task)
+        publish_row(task)
 
     transaction.on_commit(after_commit)
 
@@ -164,8 +180,9 @@ def task_cancel(*, task: Task) -> Task:
 def task_retry(*, task: Task) -> Task:
     """Run a failed or cancelled background task again, as a new attempt with a new Celery id.
 
-    The registered Celery task for the row's kind (see :mod:`tasks.registry`) gets the row's
-    ``payload`` as keyword arguments. To-dos, unfinished tasks and unregistered kinds are conflicts.
+    The Celery task named on the row (``celery_task_name``, looked up in Celery's registry) gets
+    the row's ``payload`` as keyword arguments. To-dos, unfinished tasks and rows whose Celery task
+    this installation does not know are conflicts.
     """
     task = _locked(task)
     if not task.is_background:
@@ -176,10 +193,11 @@ def task_retry(*, task: Task) -> Task:
         raise _conflict_transition(
             task, Task.Status.PENDING, f"Only failed or cancelled tasks can be retried; this one is {task.status}."
         )
-    celery_task = registry.background_task_for(task.kind)
+    celery_task = tracked_task_for(task)
     if celery_task is None:
         raise Conflict(
-            f"No worker task is registered for kind {task.kind!r}; it cannot be run again.", details={"kind": task.kind}
+            f"No worker task named {task.celery_task_name!r} is known here; it cannot be run again.",
+            details={"kind": task.kind, "celery_task": task.celery_task_name},
         )
     task.status = Task.Status.PENDING
     task.progress = 0

@@ -1,10 +1,10 @@
 """Keep the task ledger true from inside the workers.
 
-Background work is a Celery task declared with ``base=TrackedTask`` and called with a
-``task_row_id`` keyword argument (the ledger row). The base class records start, success, failure,
-retry and cancellation on the row; :func:`report_progress` updates progress and stage, refreshes the
-heartbeat, publishes a ``task.progress`` event to the owner and is the cancellation checkpoint.
-Bookkeeping errors are logged and never kill the task.
+Background work is a Celery task declared with ``base=TrackedTask`` (or a subclass) and called
+with a ``task_row_id`` keyword argument (the ledger row). The base class records start, success,
+failure, retry and cancellation on the row; :func:`report_progress` records progress, stage and
+timings with one write, refreshes the heartbeat, publishes one event to the owner and is the
+cancellation checkpoint. Bookkeeping errors are logged and never kill the task.
 
 Usage::
 
@@ -12,6 +12,15 @@ Usage::
     def ingest_document(self, document_id: str, *, task_row_id: str) -> None:
         report_progress(task_row_id, progress=10, stage="extracting")
         ...
+
+The row is the one record of a run (status, progress, stage, error, timings); what an app shows
+of it is said by its :class:`TrackedTask` subclass, found from the row's ``celery_task_name`` in
+Celery's own registry (:func:`tracked_task_for`):
+
+* :meth:`TrackedTask.row_event` builds the event every change of the row publishes
+  (``task.progress`` by default; ingestion sends ``document.status``);
+* :meth:`TrackedTask.on_abandoned` puts the app's resource in step when the row ends outside its
+  worker (cancelled before a worker picked it up, failed by the watchdog, never enqueued).
 
 Which run owns the row: :func:`tasks.services.task_enqueue` stores the Celery id on the row before
 the message is sent, and every hook below only touches the row while that id is still the row's (a
@@ -24,6 +33,9 @@ when its row was cancelled, was marked failed by the watchdog, is gone, or belon
 The run then ends as "ignored" in Celery (no error, no autoretry), and the row says cancelled (or
 keeps the final status someone else gave it). A run whose row is already cancelled when it is
 picked up never starts its body.
+
+A result dict returned by the task is stored on the row; its ``timings`` (stage → seconds), when
+present, become the row's timings.
 """
 
 from __future__ import annotations
@@ -54,18 +66,47 @@ def _row_id(kwargs: dict[str, Any] | None) -> str | None:
     return (kwargs or {}).get("task_row_id")
 
 
-def _publish(task: Task) -> None:
-    events.publish(
-        task.owner_id,
-        events.task_progress_event(
-            task_id=task.pk, kind=task.kind, status=task.status, progress=task.progress, stage=task.stage
-        ),
+def tracked_task_for(task: Task) -> TrackedTask | None:
+    """The :class:`TrackedTask` that runs ``task`` (``app.tasks[task.celery_task_name]``), or None."""
+    name = task.celery_task_name
+    if not name:
+        return None
+    from config.celery import app
+
+    celery_task = app.tasks.get(name)
+    if celery_task is None:  # this process has not imported the app's task modules yet
+        app.loader.import_default_modules()
+        celery_task = app.tasks.get(name)
+    return celery_task if isinstance(celery_task, TrackedTask) else None
+
+
+def publish_row(task: Task) -> None:
+    """Publish the row's event (its task's :meth:`TrackedTask.row_event`) to its owner; never raises."""
+    try:
+        tracked = tracked_task_for(task)
+        event = tracked.row_event(task) if tracked is not None else task_progress_event(task)
+    except Exception:
+        logger.exception("task_event_build_failed", extra={"task_id": task.pk})
+        return
+    if event is not None:
+        events.publish(task.owner_id, event)
+
+
+def task_progress_event(task: Task) -> events.TaskProgressEvent:
+    """The ``task.progress`` event of a row."""
+    return events.task_progress_event(
+        task_id=task.pk, kind=task.kind, status=task.status, progress=task.progress, stage=task.stage
     )
 
 
-def publish_task_progress(task: Task) -> None:
-    """Publish the row's current ``task.progress`` event to its owner (never raises)."""
-    _publish(task)
+def run_abandoned_hook(task: Task) -> None:
+    """Call the row's :meth:`TrackedTask.on_abandoned` (after commit); errors are logged, never raised."""
+    try:
+        tracked = tracked_task_for(task)
+        if tracked is not None:
+            tracked.on_abandoned(task)
+    except Exception:
+        logger.exception("task_abandoned_hook_failed", extra={"task_id": task.pk, "celery_task": task.celery_task_name})
 
 
 def _owned_by_other_run(task: Task, celery_task_id: str | None) -> bool:
@@ -111,12 +152,14 @@ def _transition(
         if bump_attempts:
             task.attempts += 1
         task.save()
-    _publish(task)
+        # After the commit (at once in a worker's autocommit): a client reacting to the event finds the
+        # row, and whatever the run committed before it (an ingestion's chunks), already there.
+        transaction.on_commit(lambda: publish_row(task))
     return task
 
 
 def mark_started(row_id: str | None, celery_task_id: str | None = None) -> Task | None:
-    """pending → processing for the run ``celery_task_id`` (a new attempt); returns the row."""
+    """pending → processing (stage ``starting``) for the run ``celery_task_id`` (a new attempt); returns the row."""
     now = timezone.now()
     return _transition(
         row_id,
@@ -128,6 +171,7 @@ def mark_started(row_id: str | None, celery_task_id: str | None = None) -> Task 
         heartbeat_at=now,
         finished_at=None,
         error={},
+        stage="starting",
     )
 
 
@@ -136,6 +180,8 @@ def mark_completed(row_id: str | None, result: Any = None, *, celery_task_id: st
     fields: dict[str, Any] = {"progress": 100, "finished_at": timezone.now(), "stage": "done"}
     if isinstance(result, dict):
         fields["result"] = result
+        if isinstance(result.get("timings"), dict):
+            fields["timings"] = result["timings"]
     return _transition(row_id, Task.Status.COMPLETED, celery_task_id=celery_task_id, **fields)
 
 
@@ -182,6 +228,32 @@ def _current_celery_id() -> str | None:
         return None
 
 
+# What report_progress reads of the row: enough to decide the checkpoint and build the event.
+_PROGRESS_FIELDS = (
+    "pk",
+    "owner",
+    "kind",
+    "status",
+    "celery_task_id",
+    "celery_task_name",
+    "payload",
+    "error",
+    "timings",
+)
+
+
+def _stop_reason(row_id: str, status: str | None, owner_run: str) -> str | None:
+    """Why this run must stop at a checkpoint (row gone, final, or another run's), or None."""
+    if status is None:
+        return f"task {row_id} no longer exists"
+    if status in Task.TERMINAL:
+        return f"task {row_id} is {status}"
+    running = _current_celery_id()
+    if running and owner_run and running != owner_run:
+        return f"task {row_id} was taken over by another run"
+    return None
+
+
 def checkpoint(row_id: str | None) -> None:
     """Raise :class:`TaskCancelled` if this run must stop.
 
@@ -195,29 +267,42 @@ def checkpoint(row_id: str | None) -> None:
     except Exception:
         logger.exception("task_checkpoint_failed", extra={"task_id": row_id})
         return
-    if row is None:
-        raise TaskCancelled(f"task {row_id} no longer exists")
-    status, owner_run = row
-    if status in Task.TERMINAL:
-        raise TaskCancelled(f"task {row_id} is {status}")
-    running = _current_celery_id()
-    if running and owner_run and running != owner_run:
-        raise TaskCancelled(f"task {row_id} was taken over by another run")
+    reason = _stop_reason(row_id, *(row or (None, "")))
+    if reason:
+        raise TaskCancelled(reason)
 
 
-def report_progress(row_id: str | None, *, progress: int, stage: str) -> None:
-    """Record progress and stage (and the heartbeat), publish ``task.progress``; a cancellation checkpoint."""
-    checkpoint(row_id)
+def report_progress(row_id: str | None, *, progress: int, stage: str, timings: dict[str, float] | None = None) -> None:
+    """Record progress, stage (and ``timings`` when given) and the heartbeat; publish the row's event.
+
+    One read (the checkpoint: raises :class:`TaskCancelled` when the run must stop), one write and
+    one event (the task's :meth:`TrackedTask.row_event`). Bookkeeping errors are logged.
+    """
     if not row_id:
         return
     try:
-        progress = max(0, min(100, int(progress)))
-        Task.objects.filter(pk=row_id).update(progress=progress, stage=stage[:40], heartbeat_at=timezone.now())
-        task = Task.objects.filter(pk=row_id).only("pk", "owner_id", "kind", "status", "progress", "stage").first()
-        if task is not None:
-            _publish(task)
+        task = Task.objects.filter(pk=row_id).only(*_PROGRESS_FIELDS).first()
+    except Exception:
+        logger.exception("task_checkpoint_failed", extra={"task_id": row_id})
+        return
+    reason = _stop_reason(row_id, task.status if task else None, task.celery_task_id if task else "")
+    if reason or task is None:
+        raise TaskCancelled(reason)
+    try:
+        fields: dict[str, Any] = {
+            "progress": max(0, min(100, int(progress))),
+            "stage": stage[:40],
+            "heartbeat_at": timezone.now(),
+        }
+        if timings is not None:
+            fields["timings"] = timings
+        Task.objects.filter(pk=row_id).update(**fields)
+        for key, value in fields.items():
+            setattr(task, key, value)
     except Exception:
         logger.exception("task_progress_bookkeeping_failed", extra={"task_id": row_id})
+        return
+    publish_row(task)
 
 
 def heartbeat(row_id: str | None) -> None:
@@ -249,6 +334,17 @@ class TrackedTask(CeleryTask):
     """
 
     dont_autoretry_for = (TaskCancelled,)
+
+    def row_event(self, task: Task) -> events.TaskEvent | None:
+        """The event a change of ``task`` (a row this Celery task runs) publishes; None for none.
+
+        ``task.progress`` here; a subclass sends its own resource's event instead.
+        """
+        return task_progress_event(task)
+
+    def on_abandoned(self, task: Task) -> None:
+        """Called after commit when ``task`` ended outside its worker (cancelled before a worker took
+        it, failed by the watchdog, never enqueued): a subclass puts its resource in step."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -72,7 +72,6 @@ def make_ready_document(
             file=f"tenants/{tenant.pk}/documents/{digest}.pdf",
             sha256=digest,
             status=Document.Status.READY,
-            progress=100,
             page_count=len(pages),
         )
         store_page_chunks(document, pages, chunk_tokens=chunk_tokens)

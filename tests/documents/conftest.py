@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from celery.result import EagerResult
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from documents.ingestion import document_ingest
 from documents.models import Document
+from documents.tasks import ingest_document
 from tests.documents.pdfs import filler, make_pdf
 
 DOCUMENTS_URL = "/api/v1/documents/"
@@ -37,11 +38,21 @@ def upload(client: APIClient, data: bytes, name: str = "report.pdf", **fields: A
     return client.post(DOCUMENTS_URL, {"file": pdf_upload(data, name), **fields}, format="multipart")
 
 
-def ingest(document: Document | str) -> dict[str, Any]:
-    """Run the ingestion pipeline now, in this process, for the document's current task row."""
+def ingest_outcome(document: Document | str) -> EagerResult:
+    """Run the ingestion task now, in this process, through Celery's API (``apply``: the same task
+    class and ledger hooks as a worker) as the run that owns the document's current task row."""
     pk = document.pk if isinstance(document, Document) else document
-    fresh = Document.objects.get(pk=pk)
-    return document_ingest(document_id=str(fresh.pk), task_row_id=str(fresh.task_id) if fresh.task_id else None)
+    fresh = Document.objects.select_related("task").get(pk=pk)
+    return ingest_document.apply(
+        kwargs={"document_id": str(fresh.pk), "task_row_id": str(fresh.task_id)},
+        task_id=fresh.task.celery_task_id or None,
+        throw=False,  # Celery's eager mode would raise before on_failure records the error on the row
+    )
+
+
+def ingest(document: Document | str) -> dict[str, Any]:
+    """:func:`ingest_outcome` and its result (the summary the task row stores); a failure is raised."""
+    return ingest_outcome(document).get(propagate=True)
 
 
 def known_pages() -> list[str]:
@@ -77,7 +88,7 @@ def ready_document(uploaded: Callable[..., Document]) -> Callable[..., Document]
         document = uploaded(data, name, client, **fields)
         ingest(document)
         document.refresh_from_db()
-        assert document.status == Document.Status.READY, document.error
+        assert document.status == Document.Status.READY, document.task.error
         return document
 
     return make

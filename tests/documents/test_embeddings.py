@@ -223,7 +223,8 @@ def test_ingestion_fails_typed_when_the_provider_keeps_failing(openai_settings: 
 
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "embedding_failed" and "429" in document.error["message"]
+    error = document.task.error  # the task row records the run's error
+    assert error["type"] == "embedding_failed" and "429" in error["message"]
     assert len(openai_settings.requests_to("embeddings")) == 3  # OPENAI_MAX_RETRIES=2: three tries, no more
     assert not Chunk.objects.filter(document=document).exists()
 

@@ -42,6 +42,11 @@ def test_ingests_a_folder_inline(folder: Path, tenant: Any, admin_user: User) ->
     assert set(documents.values_list("project", flat=True)) == {project.pk}
     assert Chunk.objects.filter(tenant=tenant, text__contains=KNOWN_SENTENCE).exists()
     assert set(Task.objects.filter(tenant=tenant).values_list("status", flat=True)) == {"completed"}
+    # The task ran through Celery's API: its base class claimed, started and completed the row.
+    for task in Task.objects.filter(tenant=tenant):
+        assert task.celery_task_name == "documents.ingest" and task.celery_task_id
+        assert (task.attempts, task.stage, task.progress) == (1, "done", 100)
+        assert task.result["chunks"] > 0 and "embedding" in task.timings
     assert "1/2 a.pdf: ready" in output and "2/2 b.PDF: ready" in output
     assert "Done in" in output and "2 ready" in output
 
@@ -62,6 +67,8 @@ def test_reports_failures_and_exits_non_zero(tmp_path: Path, tenant: Any, user: 
     assert "scan.pdf: failed: pdf_no_text" in output
     assert "ok.pdf: ready" in output
     assert Document.objects.get(tenant=tenant, original_filename="scan.pdf").status == "failed"
+    scan_task = Document.objects.get(tenant=tenant, original_filename="scan.pdf").task
+    assert (scan_task.status, scan_task.error["type"]) == ("failed", "pdf_no_text")
     assert not Document.objects.filter(tenant=tenant, original_filename="locked.pdf").exists()
 
 

@@ -10,14 +10,14 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import User
-from documents.ingestion import IngestionFailed, document_ingest
+from documents.ingestion import IngestionFailed, document_ingest, ingestion_error
 from documents.models import Chunk, Document
 from documents.services import document_delete
 from tasks.events import user_group
 from tasks.models import Task
 from tasks.services import task_cancel
 from tasks.tracking import TaskCancelled
-from tests.documents.conftest import KNOWN_SENTENCE, ingest, known_pages
+from tests.documents.conftest import KNOWN_SENTENCE, ingest, ingest_outcome, known_pages
 from tests.documents.pdfs import PERSIAN_SECOND, PERSIAN_SENTENCE, filler, make_image_pdf, make_pdf, make_persian_pdf
 
 
@@ -36,7 +36,11 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     document.refresh_from_db()
     chunks = chunks_of(document)
     assert document.status == Document.Status.READY
-    assert (document.progress, document.stage, document.error) == (100, "done", None)
+    task = Task.objects.get(pk=document.task_id)  # the one record of the run
+    assert (task.status, task.progress, task.stage, task.error) == (Task.Status.COMPLETED, 100, "done", {})
+    assert task.result == result and result["chunks"] >= 5
+    assert {"opening", "extracting", "chunking", "embedding", "storing"} <= set(task.timings)
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in task.timings.values())
     assert document.page_count == 3
     assert document.chunk_count == len(chunks) == result["chunks"] >= 5
     assert (document.embedding_model, document.embedding_dimensions) == ("hashing-v1", 1536)
@@ -51,11 +55,6 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     assert all(b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
     holder = [c for c in chunks if KNOWN_SENTENCE in c.text]
     assert holder and {c.page_start for c in holder} == {2}
-    task = Task.objects.get(pk=document.task_id)
-    assert (task.progress, task.stage) == (
-        95,
-        "storing",
-    )  # the Celery base class completes it; here we ran the pipeline alone
 
 
 def test_persian_text_extracts_and_chunks(uploaded: Any, settings: Any) -> None:
@@ -65,7 +64,7 @@ def test_persian_text_extracts_and_chunks(uploaded: Any, settings: Any) -> None:
     ingest(document)
 
     document.refresh_from_db()
-    assert document.status == Document.Status.READY, document.error
+    assert document.status == Document.Status.READY, Task.objects.get(pk=document.task_id).error
     chunks = chunks_of(document)
     text = " ".join(" ".join(c.text.split()) for c in chunks)
     for word in ("کتابخانه", "دانشگاه", "تهران", "دانشجویان", "امانت"):
@@ -85,8 +84,9 @@ def test_image_only_pdf_fails_as_scanned(uploaded: Any) -> None:
     assert failure.value.code == "pdf_no_text"
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "pdf_no_text"
-    assert "scanned" in document.error["message"]
+    task = Task.objects.get(pk=document.task_id)
+    assert (task.status, task.error["type"]) == (Task.Status.FAILED, "pdf_no_text")
+    assert "scanned" in task.error["message"]
     assert document.page_count == 2
     assert not Chunk.objects.filter(document=document).exists()
 
@@ -117,7 +117,9 @@ def test_running_twice_replaces_the_chunks(uploaded: Any) -> None:
     document = uploaded()
     ingest(document)
     first = [(c.index, c.text) for c in chunks_of(document)]
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)  # as if the worker died
+    # as if the worker died after storing, before the row completed: the message is redelivered
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)
+    Task.objects.filter(pk=document.task_id).update(status=Task.Status.PROCESSING)
 
     ingest(document)
 
@@ -129,20 +131,41 @@ def test_a_ready_document_is_not_ingested_again_by_a_stray_message(uploaded: Any
     document = uploaded()
     ingest(document)
     ids = [c.pk for c in chunks_of(document)]
-    assert ingest(document) == {"skipped": "already_ready", "chunks": len(ids)}
+    # The completed row stops a stray message before the body runs ...
+    assert ingest_outcome(document).state == "IGNORED"
+    # ... and the pipeline itself leaves a ready document alone.
+    fresh = Document.objects.get(pk=document.pk)
+    assert document_ingest(document_id=str(fresh.pk), task_row_id=str(fresh.task_id)) == {
+        "skipped": "already_ready",
+        "chunks": len(ids),
+    }
     assert [c.pk for c in chunks_of(document)] == ids
 
 
-def test_cancelled_task_stops_at_the_first_checkpoint(uploaded: Any) -> None:
+def test_a_run_cancelled_before_it_starts_never_runs_its_body(uploaded: Any) -> None:
     document = uploaded()
     task_cancel(task=Task.objects.get(pk=document.task_id))
 
+    assert ingest_outcome(document).state == "IGNORED"
+
+    assert not Chunk.objects.filter(document=document).exists()
+    assert Task.objects.get(pk=document.task_id).status == Task.Status.CANCELLED
+
+
+def test_cancelled_task_stops_at_the_first_checkpoint(uploaded: Any) -> None:
+    """Cancelled while running: the next progress report stops the run; the document fails as cancelled."""
+    document = uploaded()
+    task = Task.objects.get(pk=document.task_id)
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.PROCESSING)  # a worker picked it up
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING)
+    task_cancel(task=task)
+
     with pytest.raises(TaskCancelled):
-        ingest(document)
+        document_ingest(document_id=str(document.pk), task_row_id=str(task.pk))
 
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "cancelled"
+    assert ingestion_error(Task.objects.get(pk=task.pk))["type"] == "cancelled"
     assert not Chunk.objects.filter(document=document).exists()
 
 
@@ -170,7 +193,7 @@ def test_a_document_whose_worker_keeps_dying_is_given_up(uploaded: Any, settings
 
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "ingestion_crashed"
+    assert Task.objects.get(pk=document.task_id).error["type"] == "ingestion_crashed"
 
 
 def _status_events(layer: Any, channel: str) -> list[dict[str, Any]]:
@@ -188,6 +211,7 @@ def _status_events(layer: Any, channel: str) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.django_db(transaction=True)
 def test_progress_is_published_as_document_status_events(
     uploaded: Any, user: User, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -247,7 +271,9 @@ def test_ready_is_announced_only_once_the_chunks_are_committed(
 
     before_commit, after_commit = async_to_sync(observe)()
     assert before_commit and all(e["status"] != "ready" for e in before_commit), before_commit
-    assert [(e["status"], e["progress"], e["stage"]) for e in after_commit] == [("ready", 100, "done")]
+    # The row's transitions are announced after the commit: its start, then "ready" with the chunks.
+    assert [(e["status"], e["stage"]) for e in after_commit] == [("processing", "starting"), ("ready", "done")]
+    assert after_commit[-1]["progress"] == 100
 
 
 async def _receive(layer: Any, channel: str) -> dict[str, Any]:
@@ -257,16 +283,19 @@ async def _receive(layer: Any, channel: str) -> dict[str, Any]:
         return await layer.receive(channel)
 
 
-def test_ingestion_kind_is_registered_for_the_ledgers_retry(
+def test_the_ingestion_row_names_its_celery_task_for_the_ledgers_retry(
     api: Any, uploaded: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from documents.tasks import ingest_document
-    from tasks.registry import background_task_for
+    from documents.tasks import IngestionTask, ingest_document
+    from tasks.tracking import tracked_task_for
 
-    assert background_task_for(Task.Kind.DOCUMENT_INGESTION) is ingest_document
     document = uploaded()
-    Task.objects.filter(pk=document.task_id).update(status=Task.Status.FAILED)
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED, error={"type": "x", "message": "y"})
+    task = Task.objects.get(pk=document.task_id)
+    assert task.celery_task_name == "documents.ingest"
+    tracked = tracked_task_for(task)
+    assert isinstance(tracked, IngestionTask) and tracked.name == ingest_document.name
+    Task.objects.filter(pk=document.task_id).update(status=Task.Status.FAILED, error={"type": "x", "message": "y"})
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.FAILED)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api.post(f"/api/v1/tasks/{document.task_id}/retry/")
@@ -275,7 +304,8 @@ def test_ingestion_kind_is_registered_for_the_ledgers_retry(
 
     ingest(document)  # what the worker runs for the retried row
     document.refresh_from_db()
-    assert document.status == Document.Status.READY and document.error is None
+    assert document.status == Document.Status.READY
+    assert ingestion_error(Task.objects.get(pk=document.task_id)) is None
 
 
 def test_cancelling_a_pending_ingestion_through_the_tasks_api_fails_the_document(
@@ -288,7 +318,8 @@ def test_cancelling_a_pending_ingestion_through_the_tasks_api_fails_the_document
     assert response.status_code == 200, response.content
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "cancelled"
+    assert ingestion_error(Task.objects.get(pk=document.task_id))["type"] == "cancelled"
+    assert api.get(f"/api/v1/documents/{document.pk}/").json()["error"]["type"] == "cancelled"
 
 
 def test_the_watchdog_failing_a_stalled_ingestion_fails_its_document(
@@ -310,6 +341,79 @@ def test_the_watchdog_failing_a_stalled_ingestion_fails_its_document(
         assert [t.pk for t in task_fail_stalled(timeout_seconds=60)] == [document.task_id]
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert document.error["type"] == "stalled"
+    assert Task.objects.get(pk=document.task_id).error["type"] == "stalled"
     # and it can be run again
     assert Task.objects.get(pk=document.task_id).status == Task.Status.FAILED
+
+
+def _drain(layer: Any, channel: str) -> list[dict[str, Any]]:
+    """Every message waiting on ``channel`` (until a quiet second)."""
+    import asyncio
+
+    async def drain() -> list[dict[str, Any]]:
+        received = []
+        while True:
+            try:
+                async with asyncio.timeout(1.0):
+                    received.append(await layer.receive(channel))
+            except TimeoutError:
+                return received
+
+    return async_to_sync(drain)()
+
+
+def test_one_progress_report_is_one_row_write_and_one_document_status_event(uploaded: Any, user: User) -> None:
+    """The task row is the one record of the run: a report reads it once (the checkpoint), writes it
+    once, never touches the document, and sends exactly one ``document.status`` event built from it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from documents.ingestion import _Progress
+
+    document = uploaded()
+    Task.objects.filter(pk=document.task_id).update(status=Task.Status.PROCESSING)  # a worker took it
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    progress = _Progress(str(document.task_id))
+
+    with CaptureQueriesContext(connection) as queries:
+        progress(60, "embedding")
+
+    sql = [query["sql"] for query in queries.captured_queries]
+    writes = [statement for statement in sql if not statement.startswith("SELECT")]
+    assert len(sql) == 2, sql
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "tasks_task"'), writes
+    assert not any("documents_document" in statement for statement in sql)
+    received = _drain(layer, channel)
+    assert [(e["type"], e["status"], e["progress"], e["stage"]) for e in received] == [
+        ("document.status", "processing", 60, "embedding")
+    ]
+    assert received[0]["document_id"] == str(document.pk) and received[0]["task_id"] == str(document.task_id)
+    task = Task.objects.get(pk=document.task_id)
+    assert (task.progress, task.stage) == (60, "embedding")
+    assert received[0]["timings"] == task.timings
+
+
+def test_a_whole_ingestion_writes_the_document_only_at_its_transitions(
+    uploaded: Any, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    """pending → processing → ready: two document writes, whatever the number of progress reports."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    document = uploaded()
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
+        ingest(document)
+
+    document_writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "documents_document"')]
+    assert len(document_writes) == 2, document_writes
+    task_writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "tasks_task"')]
+    received = _drain(layer, channel)
+    # one document.status event per write of the task row: every progress report, the start and the end
+    assert [e["type"] for e in received] == ["document.status"] * len(task_writes)
+    assert len(task_writes) >= 8 and received[-1]["status"] == "ready"

@@ -66,8 +66,8 @@ class CeleryWorker:
     def enqueue(self, celery_task: CeleryTask, row: Task, **kwargs: Any) -> str:
         """Send ``celery_task`` for ledger ``row`` (as ``task_enqueue`` does, on this worker's broker)."""
         celery_id = uuid.uuid4().hex
-        Task.objects.filter(pk=row.pk).update(celery_task_id=celery_id)
-        row.celery_task_id = celery_id
+        Task.objects.filter(pk=row.pk).update(celery_task_id=celery_id, celery_task_name=celery_task.name)
+        row.celery_task_id, row.celery_task_name = celery_id, celery_task.name
         with self.connection() as conn:
             celery_task.apply_async(
                 kwargs={**kwargs, "task_row_id": str(row.pk)}, task_id=celery_id, connection=conn, queue=self.queue

@@ -24,4 +24,11 @@ class TaskFactory(factory.django.DjangoModelFactory):
 
 
 def background(owner: User, status: str = Task.Status.PROCESSING, **kwargs: Any) -> Task:
-    return TaskFactory(owner=owner, kind=Task.Kind.DOCUMENT_INGESTION, status=status, celery_task_id="c-1", **kwargs)
+    return TaskFactory(
+        owner=owner,
+        kind=Task.Kind.DOCUMENT_INGESTION,
+        celery_task_name="documents.ingest",
+        status=status,
+        celery_task_id="c-1",
+        **kwargs,
+    )

@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from tasks.models import Task
-from tasks.registry import register_background, unregister_background
 from tests.crosstenant import assert_envelope, assert_isolated, assert_requires_auth
 from tests.factories import UserFactory
 from tests.tasks.factories import TaskFactory, background
@@ -348,9 +347,8 @@ def test_finished_tasks_cannot_be_cancelled(api: APIClient, user: User, status: 
 
 @pytest.fixture
 def steps_kind() -> Any:
-    register_background("test_api_steps", run_steps)
-    yield "test_api_steps"
-    unregister_background("test_api_steps")
+    """Rows of this kind name the test-only ``run_steps`` Celery task (``celery_task_name``)."""
+    return "test_api_steps"
 
 
 @pytest.mark.parametrize("status", [Task.Status.FAILED, Task.Status.CANCELLED])
@@ -358,7 +356,8 @@ def test_retry_a_failed_or_cancelled_background_task(
     api: APIClient, user: User, steps_kind: str, status: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = TaskFactory(
-        owner=user, kind=steps_kind, status=status, progress=40, stage="embedding", attempts=1,
+        owner=user, kind=steps_kind, celery_task_name=run_steps.name, status=status, progress=40, stage="embedding",
+        attempts=1,
         celery_task_id="old-run", error={"type": "boom", "message": "it broke"}, payload={"steps": 2},
         started_at=timezone.now(), finished_at=timezone.now(), heartbeat_at=timezone.now(),
     )  # fmt: skip
@@ -380,7 +379,7 @@ def test_retry_a_failed_or_cancelled_background_task(
 def test_unfinished_or_completed_tasks_cannot_be_retried(
     api: APIClient, user: User, steps_kind: str, status: str
 ) -> None:
-    job = TaskFactory(owner=user, kind=steps_kind, status=status)
+    job = TaskFactory(owner=user, kind=steps_kind, celery_task_name=run_steps.name, status=status)
     error = assert_envelope(api.post(detail(job, "retry")), 409, "conflict")
     assert "Only failed or cancelled tasks can be retried" in error["message"]
 
@@ -391,10 +390,15 @@ def test_todos_cannot_be_retried(api: APIClient, user: User) -> None:
     assert "To-dos are not retried" in error["message"]
 
 
-def test_a_kind_without_a_registered_worker_task_cannot_be_retried(api: APIClient, user: User) -> None:
-    job = TaskFactory(owner=user, kind="unknown_kind", status=Task.Status.FAILED)
+@pytest.mark.parametrize("celery_task_name", ["tests.no_such_task", "", "health.ping"])
+def test_a_row_whose_celery_task_is_unknown_or_untracked_cannot_be_retried(
+    api: APIClient, user: User, celery_task_name: str
+) -> None:
+    """Unknown to Celery's registry, not named at all, or not a TrackedTask (it would not keep the row)."""
+    job = TaskFactory(owner=user, kind="unknown_kind", celery_task_name=celery_task_name, status=Task.Status.FAILED)
     error = assert_envelope(api.post(detail(job, "retry")), 409, "conflict")
-    assert "No worker task is registered" in error["message"]
+    assert "No worker task named" in error["message"]
+    assert error["details"]["celery_task"] == celery_task_name
     assert Task.objects.get(pk=job.pk).status == Task.Status.FAILED
 
 

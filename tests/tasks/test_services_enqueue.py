@@ -20,9 +20,16 @@ class UnreachableBroker:
 def test_a_message_that_cannot_be_sent_fails_the_row_instead_of_leaving_it_pending(
     user: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    task = task_create_background(tenant=user.tenant, owner=user, kind=Task.Kind.DOCUMENT_INGESTION, title="x")
+    broker = UnreachableBroker()
+    task = task_create_background(
+        tenant=user.tenant,
+        owner=user,
+        kind=Task.Kind.DOCUMENT_INGESTION,
+        title="x",
+        celery_task=broker,  # type: ignore[arg-type]
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        task_enqueue(task=task, celery_task=UnreachableBroker(), kwargs={"document_id": "nope"})  # type: ignore[arg-type]
+        task_enqueue(task=task, celery_task=broker, kwargs={"document_id": "nope"})  # type: ignore[arg-type]
     task.refresh_from_db()
     assert task.status == Task.Status.FAILED
     assert task.error["type"] == "enqueue_failed"

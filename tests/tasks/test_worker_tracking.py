@@ -15,7 +15,6 @@ from django.db import transaction
 from accounts.models import User
 from tasks.events import user_group
 from tasks.models import Task
-from tasks.registry import register_background
 from tasks.services import task_cancel, task_create_background, task_enqueue, task_fail_stalled
 from tests.conftest import make_client
 from tests.crosstenant import assert_envelope
@@ -25,11 +24,15 @@ from tests.tasks.worker_tasks import flaky, run_steps
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 STEPS_KIND = "test_steps"
-register_background(STEPS_KIND, run_steps)
 
 
-def make_row(owner: User, *, kind: str = STEPS_KIND, payload: dict[str, Any] | None = None) -> Task:
-    return task_create_background(tenant=owner.tenant, owner=owner, kind=kind, title="worker test", payload=payload)
+def make_row(
+    owner: User, *, kind: str = STEPS_KIND, celery_task: Any = run_steps, payload: dict[str, Any] | None = None
+) -> Task:
+    """A ledger row naming ``celery_task`` (what the API's retry runs again)."""
+    return task_create_background(
+        tenant=owner.tenant, owner=owner, kind=kind, title="worker test", celery_task=celery_task, payload=payload
+    )
 
 
 def reload(row: Task) -> Task:
@@ -95,7 +98,7 @@ def test_autoretry_gives_up_after_max_retries(
     worker: CeleryWorker, transactional_db: Any, user: User, tmp_path: Path
 ) -> None:
     trace = tmp_path / "trace"
-    row = make_row(user, kind="test_flaky")
+    row = make_row(user, kind="test_flaky", celery_task=flaky)
     run = worker.enqueue(flaky, row, failures=10, trace=str(trace))
 
     failed = wait_status(row, Task.Status.FAILED, worker=worker)
@@ -268,7 +271,7 @@ async def test_progress_events_reach_the_owners_group_from_the_worker(
 
     assert all(e["type"] == "task.progress" and e["task_id"] == str(row.pk) and e["kind"] == STEPS_KIND for e in events)
     assert [(e["status"], e["progress"], e["stage"]) for e in events] == [
-        ("processing", 0, ""),
+        ("processing", 0, "starting"),
         ("processing", 25, "step1"),
         ("processing", 50, "step2"),
         ("processing", 75, "step3"),
@@ -280,7 +283,7 @@ async def test_progress_events_reach_the_owners_group_from_the_worker(
 
 async def test_autoretry_is_visible_in_the_events(worker: CeleryWorker, transactional_db: Any, user: User) -> None:
     layer, channel = await subscribe(user.pk)
-    row = await sync_to_async(make_row)(user, kind="test_flaky")
+    row = await sync_to_async(make_row)(user, kind="test_flaky", celery_task=flaky)
 
     await sync_to_async(worker.enqueue)(flaky, row, failures=2)
     events = await receive_events(layer, channel, until="completed", timeout=30)

@@ -1,7 +1,8 @@
 """``manage.py ingest <tenant> <paths or folders>...``: bulk-load PDFs for a tenant, with a progress bar.
 
 Each file goes through the same checks and pipeline as an upload (duplicates are recognised and
-skipped). By default the pipeline runs right here, one file after the other, so no worker is needed;
+skipped). By default the Celery task runs right here through Celery's own API (``apply``: the same
+task, the same ledger hooks as in a worker), one file after the other, so no worker is needed;
 ``--queue`` hands the files to the Celery workers instead.
 """
 
@@ -19,10 +20,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from config.errors import DomainError
-from documents.ingestion import document_ingest
-from documents.models import Project
+from documents.ingestion import ingestion_error, progress_listener
+from documents.models import Document, Project
 from documents.services import document_upload, project_create
-from tasks.tracking import mark_completed, mark_failed, mark_started
+from documents.tasks import ingest_document
+from tasks.models import Task
 from tenants.models import Tenant
 
 
@@ -133,19 +135,23 @@ class Command(BaseCommand):
         if queue:
             return f"queued: {document.pk}"
 
-        def progress(value: int, stage: str) -> None:
-            bar.draw(number + value / 100, f"{path.name}: {stage}")
+        return self._run(document, bar=bar, label=path.name, number=number)
 
-        row_id = str(document.task_id) if document.task_id else None
-        mark_started(row_id)
-        try:
-            result = document_ingest(document_id=str(document.pk), task_row_id=row_id, on_progress=progress)
-        except Exception as exc:
-            code = getattr(exc, "code", type(exc).__name__)
-            mark_failed(row_id, str(code), str(exc))
-            document.refresh_from_db()
-            return f"failed: {code}: {(document.error or {}).get('message', exc)}"
-        mark_completed(row_id, result)
+    def _run(self, document: Document, *, bar: ProgressBar, label: str, number: int) -> str:
+        """Run the ingestion task in this process through Celery's API; the outcome line."""
+
+        def progress(value: int, stage: str) -> None:
+            bar.draw(number + value / 100, f"{label}: {stage}")
+
+        with progress_listener(progress):
+            outcome = ingest_document.apply(
+                kwargs={"document_id": str(document.pk), "task_row_id": str(document.task_id)}, throw=False
+            )
+        task = Task.objects.get(pk=document.task_id)
+        if task.status != Task.Status.COMPLETED:
+            error = ingestion_error(task) or {"type": task.status, "message": str(outcome.result or "")}
+            return f"failed: {error['type']}: {error['message']}"
+        result = task.result
         return f"ready: {result.get('pages', 0)} pages, {result.get('chunks', 0)} chunks ({document.pk})"
 
     def _tenant(self, value: str) -> Tenant:
