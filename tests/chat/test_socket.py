@@ -433,6 +433,7 @@ async def test_document_and_task_events_are_forwarded_to_their_user_only(
         "progress": 40,
         "stage": "embedding",
         "error": None,
+        "timings": {},
     }
     assert (await mine.recv())["type"] == "task.progress"
     assert await theirs.nothing(0.5)
