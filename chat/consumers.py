@@ -1,5 +1,11 @@
 """The chat WebSocket: ``/ws/chat/?token=<access token>``.
 
+The consumer parses frames, authorises and hands off: questions go to :func:`chat.turns.prepare_turn`
+(in a thread of :mod:`chat.db`), answers to :mod:`chat.generation` (on the event loop; resume and
+staleness are decided there), and every event it sends is built by :mod:`chat.events`. Each
+connection forwards at most one answer at a time, on a task of its own, so cancel and ping frames are
+handled while it streams.
+
 Client → server frames (JSON objects; an optional ``id`` is echoed as ``reply_to`` on errors and
 ``chat.start``):
 
@@ -39,7 +45,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,11 +55,11 @@ from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import user_from_access_token
-from chat import answering, db
-from chat.models import Message
+from chat import db, events, generation
 from chat.selectors import AccountInactive, active_user_get, assistant_message_get
-from chat.services import UNSET, message_mark_interrupted
-from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed, envelope
+from chat.services import UNSET
+from chat.turns import prepare_turn
+from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from config.request_id import new_request_id, reset_request_id, set_request_id
 from tasks.events import user_group
 
@@ -61,7 +68,6 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 FORBIDDEN_CODES = {"user_inactive", "tenant_inactive"}
-RESUME_POLL_SECONDS = 0.25
 
 
 def max_frame_chars() -> int:
@@ -80,59 +86,6 @@ def _auth_code(exc: AuthenticationFailed) -> str:
         return str(detail["code"])
     codes = exc.get_codes()
     return codes if isinstance(codes, str) else ""
-
-
-def start_event_for(message: Message, *, resumed: bool = True) -> dict[str, Any]:
-    return {
-        "type": "chat.start",
-        "message_id": str(message.pk),
-        "question_id": None,
-        "session_id": str(message.session_id),
-        "session_title": message.session.title,
-        "created_session": False,
-        "model": message.model,
-        "resumed": resumed,
-    }
-
-
-def final_events_for(message: Message) -> list[dict[str, Any]]:
-    """The ``error`` (when it failed) and ``chat.end`` events of a finished answer, from the database."""
-    events: list[dict[str, Any]] = []
-    if message.status == Message.Status.FAILED and message.error:
-        events.append(
-            {
-                "type": "error",
-                **envelope(
-                    message.error.get("type", "upstream_error"),
-                    message.error.get("message", ""),
-                    {"message_id": str(message.pk)},
-                ),
-            }
-        )
-    events.append(
-        {
-            "type": "chat.end",
-            "message_id": str(message.pk),
-            "session_id": str(message.session_id),
-            "status": message.status,
-            "content": message.content,
-            "citations": message.citations,
-            "usage": {
-                "prompt_tokens": message.prompt_tokens,
-                "completion_tokens": message.completion_tokens,
-                "total_tokens": message.prompt_tokens + message.completion_tokens,
-            },
-            "model": message.model,
-            "ttft_ms": message.ttft_ms,
-            "total_ms": message.total_ms,
-            **({"error": message.error} if message.error else {}),
-        }
-    )
-    return events
-
-
-def _reload_message(*, message_id: Any) -> Message:
-    return Message.objects.select_related("session").get(pk=message_id)
 
 
 def _optional_str(frame: dict[str, Any], key: str, max_length: int = 200) -> str | None:
@@ -166,7 +119,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user, self.tenant = user, user.tenant
         self.group = user_group(user.pk)
-        self.generation: answering.Generation | None = None
+        self.streaming_id: str | None = None  # the answer this connection streams
         self.forwarder: asyncio.Task[None] | None = None
         self.frame_times: deque[float] = deque()
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -236,7 +189,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.frame_times.append(now)
 
     async def send_error(self, exc: DomainError, reply_to: Any = None) -> None:
-        event = {"type": "error", **envelope(exc.code, exc.message, exc.details)}
+        event = events.error_event(exc.code, exc.message, exc.details)
         if reply_to is not None:
             event["reply_to"] = reply_to
         await self.send_json(event)
@@ -256,11 +209,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     def _busy(self) -> bool:
-        return self.generation is not None and not self.generation.done.is_set()
+        return self.forwarder is not None and not self.forwarder.done()
 
     async def on_chat_message(self, frame: dict[str, Any], reply_to: Any) -> None:
         """Ask a question: ``chat.start``, then the generation streams on its own task."""
-        if self._busy() or (self.forwarder is not None and not self.forwarder.done()):
+        if self._busy():
             raise Conflict(
                 "An answer is already being generated on this connection; cancel it or wait for chat.end.",
                 code="generation_in_progress",
@@ -273,7 +226,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         try:
             turn = await db.run(
-                answering.prepare_turn,
+                prepare_turn,
                 tenant=self.tenant,
                 user=self.user,
                 content=frame.get("content"),
@@ -292,15 +245,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if reply_to is not None:
             start["reply_to"] = reply_to
         await self.send_json(start)
-        self._attach(answering.start_generation(turn), 0)
+        started = generation.start(turn)
+        self._stream(started.message_id, started.events(0))
 
     async def on_chat_cancel(self, frame: dict[str, Any], reply_to: Any) -> None:
-        """Stop the answer being generated on this connection."""
+        """Stop the answer being generated on this connection (one generating in this process)."""
         message_id = frame.get("message_id")
-        generation = self.generation
-        if not self._busy() or (message_id and str(message_id) != generation.message_id):  # type: ignore[union-attr]
+        if (
+            not self._busy()
+            or (message_id and str(message_id) != self.streaming_id)
+            or not generation.cancel(self.streaming_id)
+        ):
             raise NotFound("No answer is being generated on this connection.", code="no_active_answer")
-        generation.cancel()  # type: ignore[union-attr]
 
     async def on_chat_resume(self, frame: dict[str, Any], reply_to: Any) -> None:
         """Re-attach to an answer after a reconnect, from ``offset``."""
@@ -310,23 +266,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "offset must be a non-negative integer.",
                 details={"fields": {"offset": ["A non-negative integer is required."]}},
             )
-        if self._busy() or (self.forwarder is not None and not self.forwarder.done()):
+        if self._busy():
             raise Conflict("An answer is already streaming on this connection.", code="generation_in_progress")
         if not await self._still_allowed():
             return
         message = await db.run(
             assistant_message_get, tenant=self.tenant, user=self.user, message_id=frame.get("message_id")
         )
-        start = start_event_for(message)
+        start = events.chat_start(answer=message, session=message.session, resumed=True)
         if reply_to is not None:
             start["reply_to"] = reply_to
-        generation = answering.active_generation(message.pk)
-        if generation is not None:
-            await self.send_json(start)
-            self._attach(generation, offset)
-            return
         await self.send_json(start)
-        self.forwarder = asyncio.get_running_loop().create_task(self._follow_saved(message, offset))
+        self._stream(str(message.pk), generation.observe(message, offset))
 
     async def on_ping(self, frame: dict[str, Any], reply_to: Any) -> None:
         await self.send_json({"type": "pong", **({"reply_to": reply_to} if reply_to is not None else {})})
@@ -339,45 +290,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     }
 
     # --- streaming to this socket ------------------------------------------------------------
-    def _attach(self, generation: answering.Generation, offset: int) -> None:
-        self.generation = generation
-        queue = generation.subscribe(offset)
-        self.forwarder = asyncio.get_running_loop().create_task(self._forward(generation, queue))
+    def _stream(self, message_id: str, stream: AsyncGenerator[events.ChatEvent, None]) -> None:
+        """Forward ``stream`` (to its ``chat.end``) on a task of its own; frames keep being handled.
 
-    async def _forward(self, generation: answering.Generation, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        try:
-            while True:
-                event = await queue.get()
-                await self.send_json(event)
-                if event["type"] == "chat.end":
-                    return
-        finally:
-            generation.unsubscribe(queue)
+        A disconnect cancels the task, which closes the stream (unsubscribing); the answer goes on.
+        """
+        self.streaming_id = message_id
 
-    async def _follow_saved(self, message: Message, offset: int) -> None:
-        """Resume an answer this process does not generate: replay and follow what is saved."""
-        sent = min(offset, len(message.content))
-        while True:
-            if len(message.content) > sent:
-                await self.send_json(
-                    {
-                        "type": "chat.token",
-                        "message_id": str(message.pk),
-                        "delta": message.content[sent:],
-                        "offset": sent,
-                    }
-                )
-                sent = len(message.content)
-            if message.status != Message.Status.STREAMING:
-                for event in final_events_for(message):
+        async def forward() -> None:
+            async with aclosing(stream):
+                async for event in stream:
                     await self.send_json(event)
-                return
-            stale = (time.time() - message.updated_at.timestamp()) > settings.CHAT_STALE_STREAM_SECONDS
-            if stale and answering.active_generation(message.pk) is None:
-                await db.run(message_mark_interrupted, message_id=message.pk)
-            else:
-                await asyncio.sleep(RESUME_POLL_SECONDS)
-            message = await db.run(_reload_message, message_id=message.pk)
+
+        self.forwarder = asyncio.get_running_loop().create_task(forward())
 
     # --- events from the user's group (one handler per type) ---------------------------------
     async def document_status(self, event: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 
 from chat.models import ChatSession, Message
@@ -67,21 +66,6 @@ def session_history(*, session: ChatSession, limit: int = 20) -> list[dict[str, 
     )
     rows.reverse()
     return [{"role": row["role"], "content": row["content"]} for row in rows]
-
-
-def allowed_models(tenant: Tenant) -> list[str]:
-    """The tenant's chat model allow-list (``allowed_models``; default ``CHAT_ALLOWED_MODELS``)."""
-    models = tenant.setting("allowed_models") or settings.CHAT_ALLOWED_MODELS
-    return [str(m) for m in models]
-
-
-def default_model(tenant: Tenant) -> str:
-    """The tenant's default chat model (``default_model``; default ``CHAT_MODEL``), if it is allowed."""
-    allowed = allowed_models(tenant)
-    model = str(tenant.setting("default_model") or settings.CHAT_MODEL)
-    if model not in allowed and allowed:
-        return allowed[0]
-    return model
 
 
 class AccountInactive(DomainError):

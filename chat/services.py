@@ -12,9 +12,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import ChatSession, Message
-from chat.selectors import allowed_models, default_model
 from config.errors import NotFound, ValidationFailed
 from tenants.models import Tenant
+from tenants.selectors import tenant_effective_settings
 
 UNSET: Any = object()
 MAX_DOCUMENT_FILTER = 100
@@ -50,9 +50,10 @@ def title_from_question(question: str, limit: int = 80) -> str:
 
 def resolve_model(*, tenant: Tenant, requested: str | None) -> str:
     """``requested`` when the tenant allows it, else the default; ``model_not_allowed`` (400) otherwise."""
+    effective = tenant_effective_settings(tenant=tenant)
     if not requested:
-        return default_model(tenant)
-    allowed = allowed_models(tenant)
+        return effective["default_model"]
+    allowed = effective["allowed_models"]
     if requested not in allowed:
         raise ValidationFailed(
             f"The model {requested!r} is not allowed here.",

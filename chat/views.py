@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from chat import answering
+from chat import generation as chat_generation
 from chat.models import ChatSession, Message
 from chat.selectors import message_list
 from chat.serializers import (
@@ -24,6 +24,7 @@ from chat.serializers import (
     MessageSerializer,
 )
 from chat.services import UNSET, chat_session_create, chat_session_delete, chat_session_update
+from chat.turns import prepare_turn
 from tenants.scoping import TenantScopedViewSet, request_tenant
 
 
@@ -89,7 +90,7 @@ class ChatSessionViewSet(TenantScopedViewSet):
         return Response(ChatSessionSerializer(session).data)
 
     def perform_destroy(self, instance: ChatSession) -> None:
-        answering.cancel_session_generations(instance.pk)
+        chat_generation.cancel_session_generations(instance.pk)
         chat_session_delete(session=instance)
 
     def _input(self, request: Request, partial: bool = False) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class ChatSessionViewSet(TenantScopedViewSet):
         serializer = MessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        turn, generation = async_to_sync(answering.answer_complete)(
+        turn = prepare_turn(
             tenant=request_tenant(request),
             user=request.user,
             content=data["content"],
@@ -123,7 +124,8 @@ class ChatSessionViewSet(TenantScopedViewSet):
             document_ids=data.get("document_ids", UNSET),
             model=data.get("model") or None,
         )
-        error = getattr(generation, "error", None)
+        generation = async_to_sync(chat_generation.complete)(turn)
+        error = generation.error
         if error is not None:
             error.details = {**error.details, "message_id": generation.message_id}
             raise error

@@ -14,9 +14,9 @@ from accounts.models import User
 from config.errors import Conflict
 from documents.models import Document, Project
 from documents.uploads import check_pdf_upload
+from tasks.ledger import publish_row
 from tasks.models import Task
 from tasks.services import task_cancel, task_create_background, task_enqueue
-from tasks.tracking import publish_row
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

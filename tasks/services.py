@@ -2,7 +2,7 @@
 
 State changes go through the state machine of :class:`tasks.models.Task`; a change it does not
 allow is a :class:`config.errors.Conflict` (409). Status changes are published to the owner once
-the transaction commits, as the event of the row's Celery task (:func:`tasks.tracking.publish_row`:
+the transaction commits, as the event of the row's Celery task (:func:`tasks.ledger.publish_row`:
 ``task.progress``, or ``document.status`` for ingestion). A background row names its Celery task
 (``celery_task_name``); retry looks it up in Celery's registry, and a row that ends outside its worker
 calls that task's :meth:`~tasks.tracking.TrackedTask.on_abandoned`.
@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from config.errors import Conflict
+from tasks.ledger import publish_row, run_abandoned_hook, tracked_task_for
 from tasks.models import Task
-from tasks.tracking import publish_row, run_abandoned_hook, tracked_task_for
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -33,31 +33,64 @@ def tenant_list(*, is_active: bool | None = None) -> QuerySet[Tenant]:
     return queryset
 
 
-def tenant_effective_settings(*, tenant: Tenant) -> dict[str, Any]:
-    """The tenant's settings with the deployment's defaults filled in for every missing key.
+class TenantSettings(TypedDict):
+    """A tenant's settings in force (:func:`tenant_effective_settings`)."""
 
-    This is what the rest of the product reads: chat takes the models, prompt and language from here,
-    quotas the two limits, sign-in ``signup_allowed`` (closed unless the tenant opens it).
+    allowed_models: list[str]
+    default_model: str
+    system_prompt: str
+    answer_language: str
+    signup_allowed: bool
+    daily_token_quota: int
+    user_daily_token_quota: int
+
+
+def _non_negative_int(value: Any, default: int) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _default_model(stored: Any, allowed: list[str]) -> str:
+    """The model a question gets when it names none: one that is allowed.
+
+    The stored ``default_model`` when it is allowed, else ``CHAT_MODEL`` when it is, else the first
+    allowed model (a stored default can fall off the list when the deployment's ``CHAT_ALLOWED_MODELS``
+    changes after it was saved).
     """
-    allowed = list(tenant.setting("allowed_models") or settings.CHAT_ALLOWED_MODELS)
-    default_model = tenant.setting("default_model")
-    if default_model is None:
-        default_model = (
-            settings.CHAT_MODEL if settings.CHAT_MODEL in allowed else (allowed[0] if allowed else settings.CHAT_MODEL)
-        )
+    for candidate in (stored, settings.CHAT_MODEL):
+        if candidate and str(candidate) in allowed:
+            return str(candidate)
+    return allowed[0] if allowed else settings.CHAT_MODEL
+
+
+def tenant_effective_settings(*, tenant: Tenant) -> TenantSettings:
+    """The tenant's settings with the deployment's defaults filled in: the one reader of them.
+
+    Chat takes the models, prompt and language from here, quotas the two limits, sign-in
+    ``signup_allowed`` (closed unless the tenant opens it), the tenant API shows it. A stored value
+    that cannot be used (a quota that is not a number) reads as the default.
+    """
+    stored = tenant.settings or {}
+    allowed = [str(model) for model in (stored.get("allowed_models") or settings.CHAT_ALLOWED_MODELS)]
     return {
         "allowed_models": allowed,
-        "default_model": default_model,
-        "system_prompt": tenant.setting("system_prompt", ""),
-        "answer_language": tenant.setting("answer_language", "auto"),
-        "signup_allowed": bool(tenant.setting("signup_allowed", False)),
-        "daily_token_quota": int(tenant.setting("daily_token_quota", settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA)),
-        "user_daily_token_quota": int(
-            tenant.setting("user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA)
+        "default_model": _default_model(stored.get("default_model"), allowed),
+        "system_prompt": str(stored.get("system_prompt") or ""),
+        "answer_language": str(stored.get("answer_language") or "auto"),
+        "signup_allowed": bool(stored.get("signup_allowed") or False),
+        "daily_token_quota": _non_negative_int(
+            stored.get("daily_token_quota", settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA),
+            settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA,
+        ),
+        "user_daily_token_quota": _non_negative_int(
+            stored.get("user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA),
+            settings.DEFAULT_USER_DAILY_TOKEN_QUOTA,
         ),
     }
 
 
 def tenant_signup_allowed(*, tenant: Tenant) -> bool:
     """Whether an unknown e-mail address may create an account in ``tenant``."""
-    return bool(tenant.setting("signup_allowed", False))
+    return tenant_effective_settings(tenant=tenant)["signup_allowed"]

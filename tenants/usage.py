@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
@@ -26,6 +25,7 @@ from django.utils import timezone
 
 from config.errors import QuotaExceeded
 from tenants.models import Tenant, UsageRecord
+from tenants.selectors import tenant_effective_settings
 
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "embedding_tokens")
 
@@ -89,19 +89,14 @@ def day_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def _setting_int(tenant: Tenant, key: str, default: int) -> int:
-    try:
-        return max(0, int(tenant.setting(key, default)))
-    except (TypeError, ValueError):
-        return default
-
-
 def tenant_quota_limit(tenant: Tenant) -> int:
-    return _setting_int(tenant, "daily_token_quota", settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA)
+    """The tenant's daily token quota (:func:`tenants.selectors.tenant_effective_settings`)."""
+    return tenant_effective_settings(tenant=tenant)["daily_token_quota"]
 
 
 def user_quota_limit(tenant: Tenant) -> int:
-    return _setting_int(tenant, "user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA)
+    """Each user's daily token quota in ``tenant``."""
+    return tenant_effective_settings(tenant=tenant)["user_daily_token_quota"]
 
 
 _TOTAL = F("prompt_tokens") + F("completion_tokens") + F("embedding_tokens")

@@ -16,7 +16,7 @@ from django.db import transaction
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from chat import answering, db
+from chat import db, generation
 from documents.models import Document, Project
 from tenants.models import Tenant
 from tests.fake_openai import FakeOpenAI
@@ -164,7 +164,7 @@ async def sockets() -> AsyncIterator[Callable[..., Socket]]:
         return socket
 
     yield open_socket
-    await answering.drain(timeout=15)
+    await generation.drain(timeout=15)
     for socket in opened:
         with contextlib.suppress(Exception):  # already closed by the test or the server
             await socket.close()

@@ -11,8 +11,9 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat import answering
+from chat import generation as chat_generation
 from chat.models import ChatSession, Message
+from chat.turns import prepare_turn
 from tasks.events import apublish, document_status_event, task_progress_event
 from tenants.models import UsageRecord
 from tests.chat.conftest import access_token, connected, make_ready_document, tokens_text
@@ -302,7 +303,7 @@ async def test_answer_survives_disconnect_and_resumes_from_offset(
     await socket.close()  # the socket drops mid-answer
 
     message_id = start["message_id"]
-    assert answering.active_generation(message_id) is not None
+    assert chat_generation.active_generation(message_id) is not None
     again = await connected(sockets, user)
     await again.send({"type": "chat.resume", "message_id": message_id, "offset": len(received), "id": "r"})
     resumed = await again.recv()
@@ -325,7 +326,7 @@ async def test_answer_finishes_and_is_saved_with_nobody_listening(
     await socket.send({"type": "chat.message", "content": "vacation days"})
     start = await socket.recv()
     await socket.close()
-    generation = answering.active_generation(start["message_id"])
+    generation = chat_generation.active_generation(start["message_id"])
     assert generation is not None
     # progressive saves happen while it streams
     saved_partial = False
@@ -337,7 +338,7 @@ async def test_answer_finishes_and_is_saved_with_nobody_listening(
     assert saved_partial
     answer = await Message.objects.aget(pk=start["message_id"])
     assert answer.status == "completed" and answer.content == openai_chat.reply
-    assert answering.active_generation(start["message_id"]) is None
+    assert chat_generation.active_generation(start["message_id"]) is None
 
     # resume after the end: everything after the offset, then chat.end, from the database
     again = await connected(sockets, user)
@@ -597,8 +598,8 @@ async def test_cancel_right_after_start_still_ends_the_answer(
 async def test_a_generation_cancelled_before_its_first_step_still_finishes(
     user: Any, handbook: Any, openai_chat: Any
 ) -> None:
-    turn = await sync_to_async(answering.prepare_turn)(tenant=user.tenant, user=user, content="vacation")
-    generation = answering.start_generation(turn)
+    turn = await sync_to_async(prepare_turn)(tenant=user.tenant, user=user, content="vacation")
+    generation = chat_generation.start(turn)
     queue = generation.subscribe(0)
     generation.cancel()  # the task has not run yet
     end = await asyncio.wait_for(queue.get(), timeout=10)

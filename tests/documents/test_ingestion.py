@@ -287,7 +287,7 @@ def test_the_ingestion_row_names_its_celery_task_for_the_ledgers_retry(
     api: Any, uploaded: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     from documents.tasks import IngestionTask, ingest_document
-    from tasks.tracking import tracked_task_for
+    from tasks.ledger import tracked_task_for
 
     document = uploaded()
     task = Task.objects.get(pk=document.task_id)
