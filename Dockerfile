@@ -18,12 +18,14 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY . .
-# collectstatic only reads settings: give the required production variables throwaway values.
-RUN DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localhost DATABASE_URL=postgresql://build@localhost/build \
-        REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput --verbosity 0 \
+# collectstatic only reads settings: DJANGO_BUILD_STEP is the production settings' explicit switch for
+# it (a throw-away random key for this one command, no database); the server refuses to run with it.
+RUN DJANGO_BUILD_STEP=collectstatic REDIS_URL=redis://localhost:6379/0 \
+        python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p /app/var/media \
     && chown -R documind:documind /app/var
 USER documind
 EXPOSE 8000
-# config.serve is daphne with an access log that redacts credentials in query strings (?token=).
-CMD ["python", "-m", "config.serve", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "config.asgi:application"]
+# config.serve: daphne with request bodies bounded before they are read and an access log that redacts
+# credentials in query strings (?token=). No --proxy-headers: TRUSTED_PROXIES decides (config/client_ip.py).
+CMD ["python", "-m", "config.serve", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

@@ -1,6 +1,6 @@
 """Project-wide middleware: request ids and the security headers Django does not set itself.
 
-Both are sync- and async-capable and sit at the top of ``MIDDLEWARE``: under daphne they run on the
+All are sync- and async-capable and sit at the top of ``MIDDLEWARE``: under daphne they run on the
 event loop, so static files (served by ServeStatic right after them) get the request id and the
 headers without a hop to a worker thread.
 """
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.http.request import HttpHeaders
 
+from config.client_ip import resolve_client_ip
 from config.request_id import clean_request_id, reset_request_id, set_request_id
 
 GetResponse = Callable[[HttpRequest], Any]
@@ -59,6 +60,14 @@ class _HybridMiddleware:
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         return response
+
+
+class ClientIPMiddleware(_HybridMiddleware):
+    """First of all: the client address from a trusted proxy, or no forwarding headers at all (:mod:`config.client_ip`)."""
+
+    def before(self, request: HttpRequest) -> object:
+        resolve_client_ip(request.META)
+        return None
 
 
 class RequestIDMiddleware(_HybridMiddleware):

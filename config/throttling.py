@@ -21,7 +21,8 @@ def client_key(group: str, request: Any) -> str:
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.pk}"
-    return "ip:" + (request.META.get(settings.RATELIMIT_IP_META_KEY) or "unknown")
+    # REMOTE_ADDR is the proxy's X-Forwarded-For only from a TRUSTED_PROXIES peer (config.client_ip).
+    return "ip:" + (request.META.get("REMOTE_ADDR") or "unknown")
 
 
 class RateLimitThrottle(BaseThrottle):

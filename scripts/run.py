@@ -4,13 +4,18 @@
    process holds the server; the children get a ``DATABASE_URL`` pointing at its unix socket, so
    the server's lifetime is this process's, whatever happens to them.
 2. Migrates, makes sure the ``demo`` tenant and its admin exist, and prints how to sign in.
-3. Starts daphne (``config.asgi:application``) and a Celery worker with beat embedded, each in a
-   process group of its own.
+3. Starts our daphne entry point (``python -m config.serve``, which bounds request bodies before
+   they are read) serving ``config.asgi:application``, and a Celery worker with beat embedded, each
+   in a process group of its own.
 4. On Ctrl-C or SIGTERM (or when a child dies): stops both groups (SIGTERM, then SIGKILL after a
    grace period), then releases the database, which stops it when nothing else holds it.
 
 Options: ``--host`` (``HOST``, default 127.0.0.1), ``--port`` (``PORT``, default 8000),
 ``--concurrency`` (``WORKER_CONCURRENCY``, default 2). ``DOCUMIND_VAR_DIR`` moves ``var/``.
+
+Keys: ``DJANGO_SECRET_KEY`` and ``JWT_SIGNING_KEY`` come from the environment, else from
+``var/secret-key`` and ``var/jwt-signing-key``, made once per install (mode 0600). Debug pages are
+off unless ``DJANGO_DEBUG`` is set, and refused on a host other than the loopback.
 """
 
 from __future__ import annotations
@@ -42,6 +47,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
     return parser.parse_args(argv)
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def prepare_keys(var_dir: Path) -> None:
+    """Export this install's signing keys to the children (made once under ``var/`` unless set)."""
+    from config.keys import KEY_FILES, local_key
+
+    for name in KEY_FILES:
+        made = not os.environ.get(name) and not (var_dir / KEY_FILES[name]).exists()
+        os.environ[name] = local_key(name, var_dir)
+        if made:
+            say(f"made a random {name} in {var_dir / KEY_FILES[name]} (kept for the next runs)")
+
+
+def debug_refused(host: str) -> str | None:
+    """Why debug mode may not be used on ``host``, or None."""
+    debug = os.environ.get("DJANGO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    if debug and host.strip().lower() not in LOOPBACK_HOSTS and not host.startswith("127."):
+        return f"DJANGO_DEBUG is on and --host {host} is not the loopback: debug pages would be public"
+    return None
 
 
 def say(message: str) -> None:
@@ -157,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     var_dir = Path(os.environ.get("DOCUMIND_VAR_DIR", str(BASE_DIR / "var"))).resolve()
     os.environ["DOCUMIND_VAR_DIR"] = str(var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
+    refused = debug_refused(args.host)
+    if refused:
+        say(f"refusing to start: {refused}")
+        return 2
+    prepare_keys(var_dir)
 
     def on_signal(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -179,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         log_level = os.environ.get("LOG_LEVEL", "INFO")
         children["daphne"] = spawn(
             "daphne",
-            [str(bin_dir / "daphne"), "-b", args.host, "-p", str(args.port), "-v", "0", "config.asgi:application"],
-        )
+            [
+                sys.executable, "-m", "config.serve", "-b", args.host, "-p", str(args.port), "-v", "0",
+                "config.asgi:application",
+            ],
+        )  # fmt: skip
         children["celery worker"] = spawn(
             "celery worker",
             [

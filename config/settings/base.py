@@ -24,7 +24,9 @@ APP_NAME = "DocuMind"
 APP_VERSION = "0.1.0"
 API_PREFIX = "/api/v1"
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz")
+# No default: local settings make one per install under var/ (config.keys), test settings one per session,
+# and production refuses to start without a strong one.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
@@ -59,6 +61,7 @@ INSTALLED_APPS = [
 # The first three are async-capable, so under daphne static files are served without a thread hop
 # (and still get the request id and the security headers).
 MIDDLEWARE = [
+    "config.middleware.ClientIPMiddleware",
     "config.middleware.RequestIDMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
@@ -248,7 +251,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
-    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_CLAIM": "user_id",
 }
@@ -306,7 +309,9 @@ RATELIMIT_PER_MINUTE = env.int("RATELIMIT_PER_MINUTE", default=60)
 RATELIMIT_AUTH_PER_MINUTE = env.int("RATELIMIT_AUTH_PER_MINUTE", default=10)
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "config.errors.ratelimited_view"
-RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="REMOTE_ADDR")
+# The client address comes from REMOTE_ADDR, which config.middleware.ClientIPMiddleware takes from
+# X-Forwarded-For only when the peer is one of these proxies (addresses or networks).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -331,6 +336,12 @@ MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=25)
 MAX_PDF_PAGES = env.int("MAX_PDF_PAGES", default=500)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Request bodies are bounded by the server before they are read (config.serve, config.bodylimits):
+# (method regex, path regex, bytes or None for MAX_UPLOAD_MB plus the form); anything else gets
+# DATA_UPLOAD_MAX_MEMORY_SIZE. Append routes that take large bodies.
+REQUEST_BODY_LIMITS: list[tuple[str, str, int | None]] = [
+    ("POST", r"/api/v1/documents/?", None),
+]
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=400)
 CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=40)
 PDF_EXTRACTOR = env.str("PDF_EXTRACTOR", default="pypdfium2")

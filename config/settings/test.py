@@ -5,6 +5,7 @@ set uses that instead, so subprocesses started by the tests share the test serve
 """
 
 import os
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,6 +19,13 @@ if not os.environ.get("DOCUMIND_TEST_SUBPROCESS"):
         os.environ["DOCUMIND_TEST_REDIS_URL"] = os.environ.pop("REDIS_URL")
     # A queue of this session's own: sessions sharing one Redis never take each other's tasks.
     os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"documind-test-{uuid.uuid4().hex[:8]}")
+
+# Signing keys of this session, made here (nothing committed is a key) and inherited by the processes
+# the tests start, so tokens made in the test process work in them.
+if not os.environ.get("DJANGO_SECRET_KEY"):
+    os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+if not os.environ.get("JWT_SIGNING_KEY"):
+    os.environ["JWT_SIGNING_KEY"] = secrets.token_urlsafe(50)
 
 if not os.environ.get("DATABASE_URL") and not os.environ.get("EMBEDDED_PGDATA"):
     _root = Path(tempfile.mkdtemp(prefix="documind-test-"))

@@ -46,6 +46,7 @@ def run_env(var_dir: Path) -> dict[str, str]:
     dropped = {
         "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "EMBEDDED_PGDATA", "EMBEDDED_PG_CLEANUP", "CELERY_BROKER_DIR",
         "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE", "XDG_RUNTIME_DIR", "DOCUMIND_TEST_ROOT", "DOCUMIND_TEST_SUBPROCESS",
+        "DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DJANGO_DEBUG",
     }  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(DOCUMIND_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", DEMO_ADMIN_PASSWORD="")
@@ -93,10 +94,14 @@ def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         assert "admin@demo.local" in output and password in output
         assert "X-Tenant-ID: demo" in output
 
-        # daphne and the Celery worker (beat embedded) run as children, PostgreSQL on its own
+        # the signing keys were made for this install, readable by the owner only
+        for name in ("secret-key", "jwt-signing-key"):
+            assert (var_dir / name).stat().st_mode & 0o777 == 0o600, name
+
+        # our daphne entry point and the Celery worker (beat embedded) run as children, PostgreSQL on its own
         descendants = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
-        assert "daphne" in names and "celery" in names and " -B" in names, names
+        assert "-m config.serve" in names and "celery" in names and " -B" in names, names
         pid_file = var_dir / "pgdata" / "postmaster.pid"
         postmaster = psutil.Process(int(pid_file.read_text().splitlines()[0]))
         assert postmaster.is_running()

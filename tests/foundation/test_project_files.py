@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,16 +29,27 @@ def compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.skipif(compose_command() is None, reason="neither `docker compose` nor `docker-compose` is installed")
-def test_docker_compose_config_passes() -> None:
-    result = subprocess.run(
-        [*compose_command(), "-f", str(COMPOSE), "config", "--quiet"],
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE), "config", "--quiet"],  # type: ignore[misc]
         cwd=BASE_DIR,
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
+
+
+@pytest.mark.skipif(compose_command() is None, reason="neither `docker compose` nor `docker-compose` is installed")
+def test_docker_compose_config_passes() -> None:
+    base = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD"}}
+    result = compose_config({**base, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "pw"})
     assert result.returncode == 0, result.stderr
+    # The secrets have no default: without them compose refuses, naming the variable.
+    missing_key = compose_config({**base, "POSTGRES_PASSWORD": "pw"})
+    assert missing_key.returncode != 0 and "DJANGO_SECRET_KEY" in missing_key.stderr
+    missing_password = compose_config({**base, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)})
+    assert missing_password.returncode != 0 and "POSTGRES_PASSWORD" in missing_password.stderr
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +59,13 @@ def compose() -> dict[str, Any]:
 
 def test_compose_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"db", "redis", "migrate", "web", "worker"} <= set(services)
+    assert {"db", "redis", "migrate", "web", "worker", "proxy"} <= set(services)
     assert services["db"]["image"] == "pgvector/pgvector:pg17"
     assert services["redis"]["image"].startswith("redis:")
-    assert "daphne" in services["web"]["command"] and "config.asgi:application" in services["web"]["command"]
+    assert services["web"]["command"][:3] == ["python", "-m", "config.serve"]  # daphne with body limits
+    assert "config.asgi:application" in services["web"]["command"]
+    assert "ports" not in services["web"]  # only the proxy is published
+    assert services["proxy"]["image"].startswith("nginx:")
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
     assert services["migrate"]["command"][-2:] == ["migrate", "--noinput"]
     assert services["migrate"]["restart"] == "no"
