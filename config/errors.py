@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -138,8 +139,13 @@ def error_response(
 ) -> JsonResponse:
     """A plain Django ``JsonResponse`` carrying the envelope (for middleware and Django handlers)."""
     code = code or STATUS_CODES.get(status_code, "error")
+    # Rendered by DRF's JSON renderer, as DRF's own errors are: the same bytes for the same envelope
+    # (compact separators, UTF-8 rather than \u escapes), whichever layer refused the request.
     response = JsonResponse(
-        envelope(code, message or code.replace("_", " ").capitalize() + ".", details), status=status_code
+        envelope(code, message or code.replace("_", " ").capitalize() + ".", details),
+        status=status_code,
+        encoder=JSONRenderer.encoder_class,
+        json_dumps_params={"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False},
     )
     for key, value in (headers or {}).items():
         response[key] = value
@@ -154,7 +160,8 @@ def _message_from_detail(detail: Any) -> str:
     if isinstance(detail, dict) and detail:
         field, value = next(iter(detail.items()))
         text = _message_from_detail(value)
-        return text if field == "non_field_errors" else f"{field}: {text}"
+        # "detail" is not a field: simplejwt and DRF put the whole message there.
+        return text if field in ("non_field_errors", "detail") else f"{field}: {text}"
     return "The request is not valid."
 
 

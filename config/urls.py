@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from chat.asyncapi import AsyncAPIView
 from config.errors import not_found
 from health.views import HealthView, RootView
 
 api_v1 = [
     path("", include("health.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/asyncapi/", AsyncAPIView.as_view(), name="asyncapi"),  # the chat socket's protocol
     path("", include("accounts.urls")),
     path("", include("tenants.urls")),
     path("", include("tasks.urls")),

@@ -122,9 +122,10 @@ def _raise_if_over(quotas: list[Quota], needed: int, now: datetime) -> None:
             continue
         if quota.used + needed > quota.limit:
             retry_after = max(1, int((quota.resets_at - now).total_seconds()) + 1)
-            who = "Your" if quota.scope == "user" else "Your organisation's"
+            who = "your" if quota.scope == "user" else "your organisation's"
             raise QuotaExceeded(
-                f"{who} daily token quota is used up; it resets at {quota.resets_at:%H:%M} UTC.",
+                f"This needs about {needed} tokens and {who} daily quota has {quota.remaining} of"
+                f" {quota.limit} left; it resets at {quota.resets_at:%H:%M} UTC.",
                 details={**quota.as_dict(), "needed": needed, "retry_after": retry_after},
                 headers={"Retry-After": str(retry_after)},
             )

@@ -213,6 +213,10 @@ def test_post_message_over_quota_is_429_with_retry_after(
     response = api.post(f"{SESSIONS}{session.pk}/messages/", {"content": "vacation"}, format="json")
     error = assert_envelope(response, 429, "quota_exceeded")
     assert error["details"]["scope"] == "tenant" and error["details"]["used"] == 2500
+    # The refusal says what was needed and what is left, in words as in details.
+    needed, left = error["details"]["needed"], error["details"]["remaining"]
+    assert needed > left == 500
+    assert f"needs about {needed} tokens" in error["message"] and "500 of 3000 left" in error["message"], error
     assert 1 <= int(response["Retry-After"]) <= 86401
     assert openai_chat.requests_to("chat") == [] and Message.objects.count() == 0
 

@@ -91,3 +91,91 @@ def test_bad_arguments(tmp_path: Path, tenant: Any, admin_user: User) -> None:
         run(tenant.slug, str(tmp_path))
     with pytest.raises(CommandError, match="No active user"):
         run(tenant.slug, str(tmp_path), "--owner", "ghost@acme.test")
+
+
+def test_a_file_already_in_the_tenant_joins_the_project_or_says_which_holds_it(
+    tmp_path: Path, tenant: Any, admin_user: User
+) -> None:
+    (tmp_path / "a.pdf").write_bytes(make_pdf(known_pages()))
+    (tmp_path / "b.pdf").write_bytes(make_pdf([filler(100, seed=9)]))
+    run(tenant.slug, str(tmp_path / "a.pdf"), "--no-progress")  # in no project
+    run(tenant.slug, str(tmp_path / "b.pdf"), "--no-progress", "--project", "Legal")
+
+    output = run(tenant.slug, str(tmp_path), "--no-progress", "--project", "Archive")
+    a = Document.objects.get(tenant=tenant, original_filename="a.pdf")
+    b = Document.objects.get(tenant=tenant, original_filename="b.pdf")
+    assert a.project.name == "Archive"  # added to the project asked for
+    assert f"a.pdf: duplicate: already ready as {a.pk}; added to project 'Archive'" in output
+    assert b.project.name == "Legal"  # a document is in one project: not moved, and the line says where
+    assert f"b.pdf: duplicate: already ready as {b.pk} in project 'Legal'" in output
+    assert Document.objects.filter(tenant=tenant).count() == 2
+
+    again = run(tenant.slug, str(tmp_path / "a.pdf"), "--no-progress", "--project", "Archive")
+    assert "in project 'Archive'" in again
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_wait_follows_queued_files_to_the_end(
+    folder: Path, tenant: Any, admin_user: User, celery_worker_proc: Any
+) -> None:
+    output = run(tenant.slug, str(folder), "--queue", "--wait", "--no-progress", "--timeout", "120")
+    assert set(Document.objects.filter(tenant=tenant).values_list("status", flat=True)) == {"ready"}
+    assert "a.pdf: ready" in output and "b.PDF: ready" in output
+    assert "Done in" in output and "2 ready" in output and "queued" not in output.rsplit("Done in", 1)[1]
+
+    with pytest.raises(CommandError, match="--wait follows queued documents"):
+        run(tenant.slug, str(folder), "--wait")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_progress_bar_on_a_terminal_is_not_broken_by_log_lines(
+    folder: Path, tenant: Any, admin_user: User, subprocess_env: dict[str, str]
+) -> None:
+    """On a terminal (a pty), tqdm draws the bar and every log line and result line starts on a line of
+    its own: the visible text of each line (after the bar's last carriage return) is the line itself."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.subprocesses import BASE_DIR
+
+    env = {**subprocess_env, "LOG_LEVEL": "INFO", "LOG_FORMAT": "console", "COLUMNS": "120"}
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "ingest", tenant.slug, str(folder)],
+        cwd=BASE_DIR, env=env, stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+    )  # fmt: skip
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert process.wait(timeout=120) == 0
+    output = b"".join(chunks).decode(errors="replace")
+    assert "%|" in output  # tqdm drew its bar
+    # The terminal turns "\n" into "\r\n"; within a line, "\r" returns to its start and what follows
+    # overwrites it: what stays visible is the text after the last one.
+    lines = output.replace("\r\n", "\n").split("\n")
+    visible = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).rsplit("\r", 1)[-1] for line in lines]
+    logged = [line for line in visible if "document_ingested" in line]
+    results = [line for line in visible if ".pdf: ready" in line.lower()]
+    assert len(logged) == 2 and len(results) == 2, visible
+    for line in logged:
+        assert re.match(r"\d{4}-\d\d-\d\dT", line), line  # the log line itself, not a bar fragment
+    for line in results:
+        assert re.match(r"\d/2 ", line), line
+    assert "%|" not in "".join(logged + results)

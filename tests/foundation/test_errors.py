@@ -131,3 +131,27 @@ def test_debug_on_names_the_exception_but_never_shows_a_traceback(anon_api: APIC
     error = assert_envelope(anon_api.get("/api/v1/_t/boom"), 500, "internal_error")
     assert error["message"].startswith("RuntimeError")
     assert "Traceback" not in str(error)
+
+
+def test_middleware_and_drf_errors_are_serialised_alike(client: Client, anon_api: APIClient) -> None:
+    """Errors of the middleware and Django's handlers and DRF's: one JSON rendering (compact separators,
+    UTF-8 rather than \\u escapes), so clients and log scrapers see one format whichever layer answered."""
+    responses = {
+        "middleware": client.get("/api/v1/_t/echo"),  # tenant_required, from the tenant middleware
+        "django": client.get("/nöpe/ünknown"),  # Django's 404 view
+        "drf": anon_api.post("/api/v1/_t/echo", {"name": "ö" * 50}, format="json"),
+    }
+    for layer, response in responses.items():
+        assert response["Content-Type"] == "application/json", layer
+        body = response.content.decode()
+        assert body.startswith('{"error":{"type":"'), (layer, body)
+        assert '", "' not in body and '": ' not in body, (layer, body)
+        assert "\\u00" not in body, (layer, body)
+    assert "/nöpe/ünknown" in responses["django"].content.decode()
+
+
+def test_no_stray_detail_prefix_on_token_errors(client_for, tenant) -> None:  # type: ignore[no-untyped-def]
+    bad = client_for(None, tenant)
+    bad.credentials(HTTP_X_TENANT_ID=tenant.slug, HTTP_AUTHORIZATION="Bearer not-a-jwt")
+    error = assert_envelope(bad.get("/api/v1/_t/private"), 401, "authentication_failed")
+    assert not error["message"].startswith("detail"), error
