@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,22 @@ def http_get_json(port: int, path: str) -> dict[str, Any]:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
 
 
+def poll_readiness(port: int, stop: threading.Event, answers: list[tuple[int, float]]) -> None:
+    """GET the readiness endpoint every half second until ``stop``: (status, seconds) of each answer.
+
+    A load balancer does this; under load it must keep answering 200 (issue 12: it used to flap)."""
+    import httpx
+
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=10).status_code
+        except httpx.HTTPError:
+            status = 0
+        answers.append((status, time.perf_counter() - started))
+        stop.wait(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=200)
@@ -289,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
                 # 2. concurrency
                 configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
                 http_get_json(port, LAG_PATH)  # reset the lag samples
+                readiness: list[tuple[int, float]] = []
+                stop_polling = threading.Event()
+                poller = threading.Thread(target=poll_readiness, args=(port, stop_polling, readiness), daemon=True)
+                poller.start()
                 results, elapsed, connected = asyncio.run(concurrent(ws_base, origin, tokens[: args.sockets]))
+                stop_polling.set()
+                poller.join(timeout=15)
                 lag = http_get_json(port, LAG_PATH)
         finally:
             fake.terminate()
@@ -337,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         f"  daphne event-loop lag ({lag['count']} samples of a {LAG_INTERVAL * 1000:.0f} ms sleep): "
         f"p50 {lag['p50_ms']:.1f} ms  p95 {lag['p95_ms']:.1f} ms  p99 {lag['p99_ms']:.1f} ms  max {lag['max_ms']:.1f} ms"
     )
-    return 0 if ok == args.sockets else 1
+    ready_ok = sum(1 for status, _ in readiness if status == 200)
+    print(
+        f"  readiness polled during the run: {ready_ok}/{len(readiness)} answered 200"
+        f"   (slowest {max((seconds for _, seconds in readiness), default=0) * 1000:.0f} ms)"
+    )
+    return 0 if ok == args.sockets and ready_ok == len(readiness) else 1
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
         },
     ),
     "document.status": _object(
-        ["type", "document_id", "task_id", "status", "progress", "stage", "error"],
+        ["type", "document_id", "task_id", "status", "progress", "stage", "error", "timings"],
         {
             "type": _type("document.status"),
             "document_id": UUID,
@@ -132,6 +132,11 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
             "progress": {**INTEGER, "minimum": 0, "maximum": 100},
             "stage": STRING,
             "error": {"type": ["object", "null"]},
+            "timings": {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "seconds spent in each stage so far",
+            },
         },
         "Ingestion of one of your documents moved on.",
     ),
