@@ -1,11 +1,13 @@
-"""The reusable cross-tenant check every API test module uses.
+"""The reusable cross-tenant checks every API test module uses.
 
-``assert_isolated(url, owner_client, foreign_client)`` proves that an object reachable by its owner is
-a 404 for an authenticated user of another tenant on every verb, and ``assert_requires_auth`` that
-anonymous requests are 401. ``assert_isolated_resource`` does the whole set for one resource (the
-NetBox ``APIViewTestCases`` idea): anonymous 401 on list and detail, the owner's 200, the other
-tenant's 404 on every verb and absence from its list, and a query-count bound on the list that does
-not grow with the number of rows.
+:class:`IsolatedResourceTests` is the mixin every tenant-data resource's tests inherit (the NetBox
+``APIViewTestCases`` idea): a test class names its list URL and how to make an object, and gets four
+tests — anonymous 401 on list and detail, the owner's 200, the other tenant's 404 on every verb and
+absence from its list, and a query-count bound on the list that does not grow with the number of rows.
+
+The helpers below it are for the extra routes of a resource: ``assert_isolated(url, owner_client,
+foreign_client)`` proves that an object reachable by its owner is a 404 for an authenticated user of
+another tenant on every verb, ``assert_requires_auth`` that anonymous requests are 401.
 """
 
 from __future__ import annotations
@@ -101,30 +103,78 @@ def _own_queries(context: CaptureQueriesContext) -> list[str]:
     ]
 
 
-def assert_isolated_resource(
-    *,
-    list_url: str,
-    detail_url: str,
-    obj_id: Any,
-    owner: APIClient,
-    foreign: APIClient,
-    anon: APIClient,
-    verbs: tuple[str, ...] = VERBS,
-    body: dict[str, Any] | None = None,
-    max_list_queries: int = 10,
-    add_rows: Callable[[], Any] | None = None,
-) -> None:
-    """Everything a tenant-data resource must satisfy, in one call.
+class IsolatedResourceTests:
+    """Mixin of a resource's API tests: inherit it in a ``Test...`` class and set
 
-    * anonymous (tenant header, no token): 401 ``not_authenticated`` on the list and the object;
-    * the owner lists it (within ``max_list_queries``, not growing after ``add_rows``) and GETs it;
-    * the other tenant's user gets 404 on every verb of the object and does not see it in its list.
+    * ``list_url``: the list endpoint;
+    * ``make_object(self, owner)``: a new object of ``owner`` (a user of the ``acme`` tenant); returns it;
+    * optionally ``detail_url(self, obj)`` (default ``<list_url><obj.pk>/``), ``verbs`` tried by the
+      other tenant, ``foreign_body`` (what it sends), ``max_list_queries``, ``owner_role`` (the role
+      of the owner, e.g. ``admin`` for admin-only resources) and ``check_unchanged(self, obj)``.
+
+    Each check is its own test, so a failure names what leaks.
     """
-    assert_requires_auth(list_url, anon)
-    assert_requires_auth(detail_url, anon, verbs=tuple(v for v in verbs if v != "post") or ("get",))
-    assert str(obj_id) in _ids(owner.get(list_url)), "the owner's list misses its own object"
-    assert_list_queries(list_url, owner, max_queries=max_list_queries, add_rows=add_rows)
-    foreign_list = foreign.get(list_url)
-    assert foreign_list.status_code == 200, (foreign_list.status_code, foreign_list.content[:300])
-    assert str(obj_id) not in _ids(foreign_list), "another tenant's list shows the object"
-    assert_isolated(detail_url, owner, foreign, verbs=verbs, body=body)
+
+    list_url: str
+    verbs: tuple[str, ...] = VERBS
+    foreign_body: dict[str, Any] | None = None
+    max_list_queries: int = 10
+    owner_role: str = "member"
+
+    def make_object(self, owner: Any) -> Any:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def detail_url(self, obj: Any) -> str:
+        return f"{self.list_url}{obj.pk}/"
+
+    def check_unchanged(self, obj: Any) -> None:
+        """Called after the other tenant tried every verb: assert the object is as it was."""
+
+    def _owner(self, tenant: Any) -> Any:
+        from tests.factories import UserFactory
+
+        return UserFactory(tenant=tenant, role=self.owner_role)
+
+    def _foreign(self, other_tenant: Any) -> APIClient:
+        from tests.conftest import make_client
+        from tests.factories import UserFactory
+
+        return make_client(UserFactory(tenant=other_tenant, role=self.owner_role))
+
+    def test_anonymous_is_401(self, tenant: Any, anon_api: APIClient) -> None:
+        obj = self.make_object(self._owner(tenant))
+        assert_requires_auth(self.list_url, anon_api)
+        assert_requires_auth(self.detail_url(obj), anon_api)
+
+    def test_own_object_is_200_and_listed(self, tenant: Any) -> None:
+        from tests.conftest import make_client
+
+        owner = self._owner(tenant)
+        obj = self.make_object(owner)
+        client = make_client(owner)
+        assert client.get(self.detail_url(obj)).status_code == 200
+        assert str(obj.pk) in _ids(client.get(self.list_url)), "the owner's list misses its own object"
+
+    def test_other_tenants_object_is_404(self, tenant: Any, other_tenant: Any) -> None:
+        from tests.conftest import make_client
+
+        owner = self._owner(tenant)
+        obj = self.make_object(owner)
+        foreign = self._foreign(other_tenant)
+        assert_isolated(self.detail_url(obj), make_client(owner), foreign, verbs=self.verbs, body=self.foreign_body)
+        foreign_list = foreign.get(self.list_url)
+        assert foreign_list.status_code == 200, (foreign_list.status_code, foreign_list.content[:300])
+        assert str(obj.pk) not in _ids(foreign_list), "another tenant's list shows the object"
+        self.check_unchanged(obj)
+
+    def test_list_query_count_is_bounded(self, tenant: Any) -> None:
+        from tests.conftest import make_client
+
+        owner = self._owner(tenant)
+        self.make_object(owner)
+        assert_list_queries(
+            self.list_url,
+            make_client(owner),
+            max_queries=self.max_list_queries,
+            add_rows=lambda: [self.make_object(owner) for _ in range(5)],
+        )

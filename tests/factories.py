@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import factory
 
 from accounts.models import User
@@ -34,3 +36,55 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    """A project of ``tenant``."""
+
+    class Meta:
+        model = "documents.Project"
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Project {n}")
+
+
+class DocumentFactory(factory.django.DjangoModelFactory):
+    """A document row (no file on disk, no chunks): ``pending`` unless told otherwise.
+
+    For a document with real chunks use ``tests.chat.conftest.make_ready_document`` or upload and
+    ingest (``tests.documents.conftest``).
+    """
+
+    class Meta:
+        model = "documents.Document"
+
+    owner = factory.SubFactory(UserFactory)
+    tenant = factory.LazyAttribute(lambda o: o.owner.tenant)
+    title = factory.Sequence(lambda n: f"Document {n}")
+    sha256 = factory.Sequence(lambda n: hashlib.sha256(f"document-{n}".encode()).hexdigest())
+    file = factory.LazyAttribute(lambda o: f"tenants/{o.tenant.pk}/documents/{o.sha256}.pdf")
+    original_filename = factory.LazyAttribute(lambda o: f"{o.title}.pdf")
+    size = 1024
+
+
+class ChatSessionFactory(factory.django.DjangoModelFactory):
+    """A chat session of ``user``."""
+
+    class Meta:
+        model = "chat.ChatSession"
+
+    user = factory.SubFactory(UserFactory)
+    tenant = factory.LazyAttribute(lambda o: o.user.tenant)
+    title = factory.Sequence(lambda n: f"Session {n}")
+
+
+class ChatMessageFactory(factory.django.DjangoModelFactory):
+    """A message of ``session`` (a user's question unless ``role`` says otherwise)."""
+
+    class Meta:
+        model = "chat.Message"
+
+    session = factory.SubFactory(ChatSessionFactory)
+    tenant = factory.LazyAttribute(lambda o: o.session.tenant)
+    role = "user"
+    content = factory.Sequence(lambda n: f"Question {n}?")

@@ -8,7 +8,7 @@ from django.core import mail
 from accounts.models import User
 from tests.accounts.conftest import login, request_code
 from tests.conftest import make_client
-from tests.crosstenant import assert_envelope, assert_isolated_resource
+from tests.crosstenant import IsolatedResourceTests, assert_envelope
 from tests.factories import UserFactory
 
 USERS = "/api/v1/users/"
@@ -18,19 +18,19 @@ def detail(user: User) -> str:
     return f"{USERS}{user.pk}/"
 
 
-def test_users_are_isolated_between_tenants(admin_api, other_admin_api, anon_api, user, tenant):
-    assert_isolated_resource(
-        list_url=USERS,
-        detail_url=detail(user),
-        obj_id=user.pk,
-        owner=admin_api,
-        foreign=other_admin_api,
-        anon=anon_api,
-        body={"role": "viewer", "is_active": False},
-        add_rows=lambda: UserFactory.create_batch(5, tenant=tenant),
-    )
-    user.refresh_from_db()
-    assert user.role == "member" and user.is_active
+class TestUsersAreIsolated(IsolatedResourceTests):
+    """Anonymous 401, a tenant admin's 200, another tenant's admin 404, a bounded list (the shared mixin)."""
+
+    list_url = USERS
+    owner_role = User.Role.ADMIN
+    foreign_body = {"role": "viewer", "is_active": False}
+
+    def make_object(self, owner: User) -> User:
+        return UserFactory(tenant=owner.tenant, role=User.Role.MEMBER)
+
+    def check_unchanged(self, obj: User) -> None:
+        obj.refresh_from_db()
+        assert obj.role == "member" and obj.is_active
 
 
 def test_list_shows_the_tenants_users_only(admin_api, user, admin_user, viewer_user, other_user):

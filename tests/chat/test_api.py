@@ -10,8 +10,8 @@ from chat.models import ChatSession, Message
 from documents.models import Project
 from tenants.models import UsageRecord
 from tests.chat.conftest import make_ready_document
-from tests.crosstenant import assert_envelope, assert_isolated_resource
-from tests.factories import UserFactory
+from tests.crosstenant import IsolatedResourceTests, assert_envelope
+from tests.factories import ChatMessageFactory, ChatSessionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -77,27 +77,27 @@ def test_sessions_are_private_even_from_admins(api: Any, admin_api: Any, user: A
     assert ChatSession.objects.filter(pk=mine.pk).exists()
 
 
-def test_every_endpoint_is_isolated_between_tenants(
+class TestChatSessionsAreIsolated(IsolatedResourceTests):
+    """Anonymous 401, own 200, another tenant's 404, a bounded list (the shared mixin)."""
+
+    list_url = SESSIONS
+    foreign_body = {"title": "stolen"}
+    max_list_queries = 12
+
+    def make_object(self, owner: Any) -> ChatSession:
+        session = ChatSessionFactory(user=owner, title="mine")
+        ChatMessageFactory(session=session)
+        return session
+
+    def check_unchanged(self, obj: ChatSession) -> None:
+        assert ChatSession.objects.get(pk=obj.pk).title == "mine"
+
+
+def test_every_messages_endpoint_is_isolated_between_tenants(
     api: Any, anon_api: Any, client_for: Any, user: Any, other_user: Any
 ) -> None:
-    session = ChatSession.objects.create(tenant=user.tenant, user=user, title="mine")
-    Message.objects.create(tenant=user.tenant, session=session, role="user", content="q")
-
-    def more_rows() -> None:
-        for i in range(5):
-            ChatSession.objects.create(tenant=user.tenant, user=user, title=f"more {i}")
-
-    assert_isolated_resource(
-        list_url=SESSIONS,
-        detail_url=f"{SESSIONS}{session.pk}/",
-        obj_id=session.pk,
-        owner=api,
-        foreign=client_for(other_user),
-        anon=anon_api,
-        body={"title": "stolen"},
-        add_rows=more_rows,
-        max_list_queries=12,
-    )
+    session = ChatSessionFactory(user=user, title="mine")
+    ChatMessageFactory(session=session)
     messages = f"{SESSIONS}{session.pk}/messages/"
     foreign = client_for(other_user)
     assert api.get(messages).status_code == 200

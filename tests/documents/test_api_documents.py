@@ -13,10 +13,10 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from documents.models import Chunk, Document
 from tasks.models import Task
-from tests.crosstenant import assert_envelope, assert_isolated, assert_requires_auth
+from tests.crosstenant import IsolatedResourceTests, assert_envelope, assert_isolated, assert_requires_auth
 from tests.documents.conftest import DOCUMENTS_URL, ingest, known_pages
 from tests.documents.pdfs import filler, make_pdf
-from tests.factories import UserFactory
+from tests.factories import DocumentFactory, UserFactory
 
 
 def detail(document: Document, suffix: str = "") -> str:
@@ -237,6 +237,20 @@ def test_file_download(api: APIClient, uploaded: Any) -> None:
     assert response["Content-Type"] == "application/pdf"
     assert "Annual Report.pdf" in response["Content-Disposition"]
     assert b"".join(response.streaming_content) == data
+
+
+class TestDocumentsAreIsolated(IsolatedResourceTests):
+    """Anonymous 401, own 200, another tenant's 404, a bounded list (the shared mixin)."""
+
+    list_url = DOCUMENTS_URL
+    verbs = ("get", "patch", "delete")
+    foreign_body = {"title": "stolen"}
+
+    def make_object(self, owner: User) -> Document:
+        return DocumentFactory(owner=owner)
+
+    def check_unchanged(self, obj: Document) -> None:
+        assert Document.objects.get(pk=obj.pk).title == obj.title
 
 
 def test_every_document_endpoint_is_isolated_between_tenants(

@@ -8,9 +8,9 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from documents.models import Document, Project
-from tests.crosstenant import assert_envelope, assert_isolated, assert_requires_auth
+from tests.crosstenant import IsolatedResourceTests, assert_envelope, assert_isolated, assert_requires_auth
 from tests.documents.conftest import PROJECTS_URL
-from tests.factories import UserFactory
+from tests.factories import ProjectFactory, UserFactory
 
 
 def test_project_crud(api: APIClient, tenant: Any) -> None:
@@ -74,6 +74,19 @@ def test_viewers_only_read_projects(api: APIClient, client_for: Any, tenant: Any
     assert viewer.get(f"{PROJECTS_URL}{project['id']}/").status_code == 200
     assert_envelope(viewer.post(PROJECTS_URL, {"name": "Nope"}, format="json"), 403, "permission_denied")
     assert_envelope(viewer.delete(f"{PROJECTS_URL}{project['id']}/"), 403, "permission_denied")
+
+
+class TestProjectsAreIsolated(IsolatedResourceTests):
+    """Anonymous 401, own 200, another tenant's 404, a bounded list (the shared mixin)."""
+
+    list_url = PROJECTS_URL
+    foreign_body = {"name": "Stolen"}
+
+    def make_object(self, owner: User) -> Project:
+        return ProjectFactory(tenant=owner.tenant)
+
+    def check_unchanged(self, obj: Project) -> None:
+        assert Project.objects.get(pk=obj.pk).name == obj.name
 
 
 def test_projects_are_isolated_between_tenants(api: APIClient, client_for: Any, other_user: User) -> None:

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from tasks.models import Task
-from tests.crosstenant import assert_envelope, assert_isolated, assert_requires_auth
+from tests.crosstenant import IsolatedResourceTests, assert_envelope, assert_isolated, assert_requires_auth
 from tests.factories import UserFactory
 from tests.tasks.factories import TaskFactory, background
 from tests.tasks.worker_tasks import run_steps
@@ -177,6 +177,20 @@ def test_anonymous_is_401(anon_api: APIClient, user: User) -> None:
 
 
 # --- another tenant, another member ----------------------------------------------------------
+
+
+class TestTasksAreIsolated(IsolatedResourceTests):
+    """Anonymous 401, own 200, another tenant's 404, a bounded list (the shared mixin)."""
+
+    list_url = URL
+    foreign_body = {"title": "hijacked"}
+    max_list_queries = 4
+
+    def make_object(self, owner: User) -> Task:
+        return TaskFactory(owner=owner)
+
+    def check_unchanged(self, obj: Task) -> None:
+        assert Task.objects.get(pk=obj.pk).title == obj.title
 
 
 def test_another_tenants_task_is_a_404_on_every_route(
