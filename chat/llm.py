@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import weakref
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from chat.prompting import Source, text_for
 from config.errors import UpstreamError
+from documents.embeddings import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +114,10 @@ def async_client() -> openai.AsyncOpenAI:
 
 
 def _retry_after(error: openai.APIStatusError) -> int | None:
-    try:
-        return max(1, round(float(error.response.headers.get("retry-after", ""))))
-    except (TypeError, ValueError):
-        return None
+    """Whole seconds to wait, at least 1, from the server's ``retry-after-ms``/``Retry-After`` (the one
+    parser, :func:`documents.embeddings.retry_after_seconds`), or None when it sent neither."""
+    seconds = retry_after_seconds(error.response.headers)
+    return None if seconds is None else max(1, math.ceil(seconds))
 
 
 def translate_error(error: Exception) -> UpstreamError:

@@ -33,6 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from config.errors import UpstreamError
+from documents.models import VECTOR_DIMENSIONS
 from documents.tokenizer import encoding_for_model, get_encoding
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,14 @@ def pad(vector: Sequence[float], size: int) -> list[float]:
     if len(vector) > size:
         raise ValueError(f"a {len(vector)}-dimension vector does not fit the {size}-dimension column")
     return [*vector, *([0.0] * (size - len(vector)))]
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """``vector`` zero-padded to the column's width as pgvector's text form (``[x,y,...]``, 5 digits).
+
+    The one form both the chunk store (COPY) and search (a query parameter) send.
+    """
+    return "[" + ",".join(f"{value:.5g}" for value in pad(vector, VECTOR_DIMENSIONS)) + "]"
 
 
 class Embedder(ABC):

@@ -40,9 +40,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from documents.chunking import ChunkData, chunk_pages
-from documents.embeddings import Embedder, EmbeddingError, get_embedder, pad
+from documents.embeddings import Embedder, EmbeddingError, get_embedder, vector_literal
 from documents.extraction import PageText, PdfError, PdfExtractor, get_extractor
-from documents.models import VECTOR_DIMENSIONS, Chunk, Document
+from documents.models import Chunk, Document
 from tasks import events
 from tasks.models import Task
 from tasks.tracking import TaskCancelled, report_progress
@@ -201,10 +201,6 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkData], progress: _Pro
     return result.vectors, result.tokens
 
 
-def _vector_literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(f"{value:.5g}" for value in pad(vector, VECTOR_DIMENSIONS)) + "]"
-
-
 def chunks_replace(
     *, document: Document, chunks: Sequence[ChunkData], vectors: Sequence[Sequence[float]], embedder: Embedder
 ) -> int:
@@ -230,7 +226,7 @@ def chunks_replace(
                     chunk.token_count,
                     chunk.char_start,
                     chunk.char_end,
-                    _vector_literal(vector),
+                    vector_literal(vector),
                     embedder.model,
                     embedder.dimensions,
                 )

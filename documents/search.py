@@ -47,8 +47,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from config.errors import ValidationFailed
-from documents.embeddings import Embedder, get_embedder, pad
-from documents.models import TS_CONFIG, VECTOR_DIMENSIONS, Chunk, Document
+from documents.embeddings import Embedder, get_embedder, vector_literal
+from documents.models import TS_CONFIG, Chunk, Document
 from tenants.models import Tenant
 
 MODES = ("semantic", "keyword", "hybrid")
@@ -160,10 +160,6 @@ def use_exact(candidates: int, table_rows: float, depth: int) -> bool:
     return expected_scan > HNSW_MAX_SCAN_TUPLES / 2
 
 
-def _vector_literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(f"{value:.5g}" for value in pad(vector, VECTOR_DIMENSIONS)) + "]"
-
-
 def semantic_rows(
     cursor: Any,
     *,
@@ -177,7 +173,7 @@ def semantic_rows(
     exact: bool,
 ) -> list[_Row]:
     """The ``limit`` nearest chunks by cosine distance (see the module docstring for the two plans)."""
-    literal = _vector_literal(vector)
+    literal = vector_literal(vector)
     # The tenant is checked on the chunk too (defence in depth), but in the exact plan in a form no
     # index matches: otherwise PostgreSQL ANDs the tenant's whole GIN posting list into every
     # document's bitmap (measured 1.7x slower); the document join already narrows to the tenant.

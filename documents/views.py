@@ -231,17 +231,7 @@ class SearchViewSet(viewsets.GenericViewSet, mixins.CreateModelMixin):
             document_ids=data.get("document_ids"),
             user=request.user,
         )
-        results = [
-            {
-                "chunk_id": str(hit.chunk_id),
-                "document_id": str(hit.document_id),
-                "document_title": hit.document_title,
-                "page_start": hit.page_start,
-                "page_end": hit.page_end,
-                "text": hit.text,
-                "score": hit.score,
-                "retrievers": list(hit.retrievers),
-            }
-            for hit in hits
-        ]
-        return Response({"query": data["query"], "mode": data["mode"], "top_k": data["top_k"], "results": results})
+        response = SearchResponseSerializer(
+            {"query": data["query"], "mode": data["mode"], "top_k": data["top_k"], "results": hits}
+        )
+        return Response(response.data)
