@@ -22,6 +22,8 @@ class TaskAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     readonly_fields = (
         "celery_task_id",
+        "celery_task_name",
+        "timings",
         "attempts",
         "progress",
         "stage",
@@ -37,12 +39,13 @@ class TaskAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("tenant", "owner", "kind", "title", "description", "status", "due_at")}),
-        ("Progress", {"fields": ("progress", "stage", "result", "error", "payload")}),
+        ("Progress", {"fields": ("progress", "stage", "timings", "result", "error", "payload")}),
         (
             "Bookkeeping",
             {
                 "fields": (
                     "celery_task_id",
+                    "celery_task_name",
                     "attempts",
                     "started_at",
                     "heartbeat_at",

@@ -40,6 +40,9 @@ def test_admin_change_form_keeps_bookkeeping_read_only(staff_client: Client, use
     assert page.status_code == 200
     assert b'name="celery_task_id"' not in page.content and b'name="attempts"' not in page.content
     assert b'name="title"' in page.content
+    # the Celery task that runs the row and its stage timings are shown, not editable
+    assert b"documents.ingest" in page.content and b'name="celery_task_name"' not in page.content
+    assert b'name="timings"' not in page.content
 
 
 def test_admin_cancel_action(staff_client: Client, user: User) -> None:
