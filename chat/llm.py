@@ -24,7 +24,7 @@ import openai
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from chat.prompting import Source, text_for
+from chat.prompting import Source, sentence_spans, terms, text_for
 from config.errors import UpstreamError
 from documents.embeddings import retry_after_seconds
 
@@ -213,113 +213,37 @@ class OpenAIChatProvider:
 
 # --- extractive ------------------------------------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?<=[.!?؟。])\s+|\n{2,}|(?<=[:;])\n")
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "their",
-        "this",
-        "to",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "does",
-        "did",
-        "do",
-        "can",
-        "about",
-        "into",
-        "than",
-        "then",
-        "there",
-        "these",
-        "those",
-        "از",
-        "و",
-        "در",
-        "به",
-        "که",
-        "این",
-        "را",
-        "با",
-        "است",
-        "برای",
-        "آن",
-        "یک",
-        "تا",
-        "هم",
-        "چه",
-        "چی",
-        "کدام",
-    ]
-)
 
-
-def _terms(text: str) -> set[str]:
-    return {w for w in (m.lower() for m in _WORD.findall(text)) if len(w) > 1 and w not in _STOPWORDS}
-
-
-def best_sentences(question: str, sources: list[Source], limit: int = 3) -> list[tuple[str, int]]:
-    """The sentences of ``sources`` that share the most terms with ``question``: (sentence, source n).
+def best_sentences(question: str, sources: list[Source], limit: int = 3) -> list[tuple[str, int, str]]:
+    """The sentences of ``sources`` that share the most terms with ``question``: (sentence, source n,
+    its pages as "page 3" / "pages 3-4", from the chunk's page breaks).
 
     Scored by the number of distinct question terms a sentence holds (ties: earlier sources first).
     An empty list when no sentence shares a term with the question.
     """
-    wanted = _terms(question)
-    scored: list[tuple[float, int, int, str]] = []
+    wanted = terms(question)
+    scored: list[tuple[float, int, int, str, str]] = []
     for rank, source in enumerate(sources):
-        for position, raw in enumerate(_SENTENCE_END.split(source.text)):
-            sentence = " ".join(raw.split())
+        for position, (start, end) in enumerate(sentence_spans(source.text)):
+            sentence = " ".join(source.text[start:end].split())
             if len(sentence) < 3:
                 continue
-            overlap = len(wanted & _terms(sentence))
+            overlap = len(wanted & terms(sentence))
             if overlap:
-                scored.append((overlap - 0.01 * rank, -position, source.n, sentence))
+                pages = source.pages_label(*source.pages_of(start, end))
+                scored.append((overlap - 0.01 * rank, -position, source.n, sentence, pages))
     scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    picked: list[tuple[str, int]] = []
-    for _, _, n, sentence in scored:
-        if all(sentence != s for s, _ in picked):
-            picked.append((sentence, n))
+    picked: list[tuple[str, int, str]] = []
+    for _, _, n, sentence, pages in scored:
+        if all(sentence != s for s, _, _ in picked):
+            picked.append((sentence, n, pages))
         if len(picked) >= limit:
             break
     return picked
 
 
 class ExtractiveProvider:
-    """The offline provider: no model; streams the best-matching sentences with their ``[n]``.
+    """The offline provider: no model; streams the best-matching sentences with their ``[n]`` and page.
 
     It says that no language model is configured, in the question's language when it has the words,
     and that nothing relevant was found when no sentence shares a word with the question.
@@ -332,7 +256,7 @@ class ExtractiveProvider:
         picked = best_sentences(request.question, request.sources)
         if picked:
             lines = [text_for("extractive_notice", request.language), ""]
-            text = "\n".join(lines + [f"- {sentence} [{n}]" for sentence, n in picked])
+            text = "\n".join(lines + [f"- {sentence} [{n}] ({pages})" for sentence, n, pages in picked])
         else:  # retrieval found chunks, but none shares a word with the question
             text = text_for("no_sources", request.language)
         for piece in re.findall(r"\S+\s*|\s+", text):

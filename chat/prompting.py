@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from documents.chunking import pages_of_span
 from documents.tokenizer import encoding_for_model
 
 DEFAULT_SYSTEM_PROMPT = "You are DocuMind, an assistant that answers questions about the user's documents."
@@ -45,6 +46,99 @@ TEXTS: dict[str, dict[str, str]] = {
         "fa": "هیچ مدل زبانی پیکربندی نشده است؛ مرتبط‌ترین بخش‌های اسناد شما این‌ها هستند:",
     },
 }
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?؟。])\s+|\n{2,}|(?<=[:;])\n")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "does",
+        "did",
+        "do",
+        "can",
+        "about",
+        "into",
+        "than",
+        "then",
+        "there",
+        "these",
+        "those",
+        "از",
+        "و",
+        "در",
+        "به",
+        "که",
+        "این",
+        "را",
+        "با",
+        "است",
+        "برای",
+        "آن",
+        "یک",
+        "تا",
+        "هم",
+        "چه",
+        "چی",
+        "کدام",
+    ]
+)
+
+
+def terms(text: str) -> set[str]:
+    """The lower-cased words of ``text`` that carry meaning (no stop words, no single letters)."""
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if len(w) > 1 and w not in _STOPWORDS}
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` offsets of the sentences of ``text`` (split as :data:`SENTENCE_END` says)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in SENTENCE_END.finditer(text):
+        if match.start() > start:
+            spans.append((start, match.start()))
+        start = match.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
 
 
 def text_for(key: str, language: str | None) -> str:
@@ -98,7 +192,7 @@ def answer_language(question: str, setting: str | None) -> tuple[str | None, str
 
 @dataclass
 class Source:
-    """A retrieved chunk as the prompt numbers it."""
+    """A retrieved chunk as the prompt numbers it (``page_breaks``: the chunk's, None when unknown)."""
 
     n: int
     chunk_id: str
@@ -108,17 +202,53 @@ class Source:
     page_end: int | None
     text: str
     score: float = 0.0
+    page_breaks: list[list[int]] | None = None
+
+    @staticmethod
+    def pages_label(first: int | None, last: int | None) -> str:
+        if first is None:
+            return ""
+        if last is None or last == first:
+            return f"page {first}"
+        return f"pages {first}-{last}"
 
     @property
     def pages(self) -> str:
-        if self.page_start is None:
-            return ""
-        if self.page_end is None or self.page_end == self.page_start:
-            return f"page {self.page_start}"
-        return f"pages {self.page_start}-{self.page_end}"
+        return self.pages_label(self.page_start, self.page_end)
 
-    def citation(self, snippet_chars: int = 240) -> dict[str, Any]:
-        snippet = " ".join(self.text.split())
+    def pages_of(self, start: int, end: int) -> tuple[int | None, int | None]:
+        """The pages of ``text[start:end]``."""
+        if self.page_start is None:
+            return None, None
+        return pages_of_span(self.page_start, self.page_end or self.page_start, self.page_breaks, start, end)
+
+    def cited_span(self, claims: list[str]) -> tuple[int, int, int, int] | None:
+        """Where in the chunk the ``claims`` citing it come from: ``(first page, last page, snippet
+        start, snippet end)`` over the sentences that share the most words with each claim, or None
+        when no sentence shares a word with any of them (the whole chunk is cited then)."""
+        sentences = [(start, end, terms(self.text[start:end])) for start, end in sentence_spans(self.text)]
+        matched: list[tuple[int, int]] = []
+        for claim in claims:
+            wanted = terms(claim)
+            best = max(sentences, key=lambda item: len(wanted & item[2]), default=None)
+            if best is not None and wanted & best[2]:
+                matched.append((best[0], best[1]))
+        if not matched:
+            return None
+        pages = [self.pages_of(start, end) for start, end in matched]
+        first = min(p[0] for p in pages if p[0] is not None) if self.page_start is not None else None
+        last = max(p[1] for p in pages if p[1] is not None) if self.page_start is not None else None
+        return first, last, matched[0][0], matched[0][1]  # type: ignore[return-value]
+
+    def citation(self, snippet_chars: int = 240, claims: list[str] | None = None) -> dict[str, Any]:
+        """The citation of this source; with ``claims`` (the answer's text citing it), of the span they
+        quote: its pages and its text as the snippet."""
+        page_start, page_end, text = self.page_start, self.page_end, self.text
+        span = self.cited_span(claims) if claims else None
+        if span is not None:
+            page_start, page_end = span[0], span[1]
+            text = self.text[span[2] :]  # the snippet starts at the cited sentence
+        snippet = " ".join(text.split())
         if len(snippet) > snippet_chars:
             snippet = snippet[: snippet_chars - 1].rstrip() + "…"
         return {
@@ -126,8 +256,8 @@ class Source:
             "chunk_id": self.chunk_id,
             "document_id": self.document_id,
             "document_title": self.document_title,
-            "page_start": self.page_start,
-            "page_end": self.page_end,
+            "page_start": page_start,
+            "page_end": page_end,
             "snippet": snippet,
         }
 
@@ -232,7 +362,28 @@ def cited_numbers(text: str) -> list[int]:
     return seen
 
 
+def claims(text: str) -> dict[int, list[str]]:
+    """For every cited source number, the pieces of ``text`` that cite it: the text between the previous
+    citation (or line break) and the marker; a marker right after another shares its claim."""
+    found: dict[int, list[str]] = {}
+    previous_end, previous_claim = 0, ""
+    for match in _CITATION.finditer(text):
+        piece = text[previous_end : match.start()]
+        piece = piece.rsplit("\n", 1)[-1].strip(" -*•\t")
+        claim = piece if len(terms(piece)) > 0 else previous_claim
+        for part in re.split(r"[,،]", match.group(1)):
+            number = int(part.strip().translate(_DIGITS))
+            if claim:
+                found.setdefault(number, []).append(claim)
+            else:
+                found.setdefault(number, [])
+        previous_end, previous_claim = match.end(), claim
+    return found
+
+
 def citations_for(text: str, sources: list[Source]) -> list[dict[str, Any]]:
-    """The citations an answer actually used, mapped to their chunks (unknown numbers are ignored)."""
+    """The citations an answer actually used, mapped to their chunks (unknown numbers are ignored), each
+    naming the pages of the span of the chunk that the answer's citing sentences quote."""
     by_number = {source.n: source for source in sources}
-    return [by_number[n].citation() for n in cited_numbers(text) if n in by_number]
+    cited = claims(text)
+    return [by_number[n].citation(claims=cited.get(n)) for n in cited_numbers(text) if n in by_number]

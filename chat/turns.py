@@ -68,6 +68,7 @@ def _hits_to_sources(hits: list[Any]) -> list[Source]:
             page_end=h.page_end,
             text=h.text,
             score=float(h.score or 0.0),
+            page_breaks=h.page_breaks,
         )
         for i, h in enumerate(hits)
     ]

@@ -6,13 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 
 from config.errors import Conflict
 from documents import services
 from documents.ingestion import ingestion_error
-from documents.models import Chunk, Document, Project
+from documents.models import Chunk, ChunkEmbedding, Document, Project
 
 
 class TenantFixedAdmin(admin.ModelAdmin):
@@ -144,12 +144,11 @@ class DocumentAdmin(TenantFixedAdmin):
 
 @admin.register(Chunk)
 class ChunkAdmin(admin.ModelAdmin):
-    list_display = ("document", "index", "page_start", "page_end", "token_count", "embedding_model", "tenant")
-    list_filter = ("embedding_model", "tenant")
+    list_display = ("document", "index", "page_start", "page_end", "token_count", "embedders", "tenant")
+    list_filter = ("tenant",)
     search_fields = ("text", "document__title")
     list_select_related = ("document", "tenant")
     ordering = ("document", "index")
-    exclude = ("embedding",)
     readonly_fields = (
         "tenant",
         "document",
@@ -157,11 +156,11 @@ class ChunkAdmin(admin.ModelAdmin):
         "text",
         "page_start",
         "page_end",
+        "page_breaks",
         "token_count",
         "char_start",
         "char_end",
-        "embedding_model",
-        "embedding_dimensions",
+        "embedders",
     )
     show_full_result_count = False
 
@@ -175,4 +174,15 @@ class ChunkAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Chunk]:
-        return super().get_queryset(request).defer("embedding", "search_vector")
+        return (
+            super()
+            .get_queryset(request)
+            .defer("search_vector")
+            .prefetch_related(
+                Prefetch("embeddings", queryset=ChunkEmbedding.objects.only("chunk_id", "model", "dimensions"))
+            )
+        )
+
+    @admin.display(description="embedders")
+    def embedders(self, obj: Chunk) -> str:
+        return ", ".join(f"{e.model}/{e.dimensions}" for e in obj.embeddings.all())

@@ -10,14 +10,15 @@ from django.core.checks import Error, register
 
 @register()
 def documents_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from documents.embeddings import PROVIDERS
     from documents.extraction import EXTRACTORS
-    from documents.models import VECTOR_DIMENSIONS
+    from documents.vectors import MAX_HNSW_DIMENSIONS
 
     errors: list[Error] = []
-    if not 1 <= settings.EMBEDDING_DIMENSIONS <= VECTOR_DIMENSIONS:
+    if not 1 <= settings.EMBEDDING_DIMENSIONS <= MAX_HNSW_DIMENSIONS:
         errors.append(
             Error(
-                f"EMBEDDING_DIMENSIONS must be between 1 and {VECTOR_DIMENSIONS} (the vector column).",
+                f"EMBEDDING_DIMENSIONS must be between 1 and {MAX_HNSW_DIMENSIONS} (pgvector's HNSW limit for halfvec).",
                 id="documents.E001",
             )
         )
@@ -25,6 +26,6 @@ def documents_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Err
         errors.append(Error(f"PDF_EXTRACTOR must be one of {sorted(EXTRACTORS)}.", id="documents.E002"))
     if not 0 <= settings.CHUNK_OVERLAP < settings.CHUNK_TOKENS <= 8191:
         errors.append(Error("Need 0 <= CHUNK_OVERLAP < CHUNK_TOKENS <= 8191.", id="documents.E003"))
-    if (settings.EMBEDDING_PROVIDER or "auto").lower() not in {"auto", "openai", "hashing"}:
-        errors.append(Error("EMBEDDING_PROVIDER must be auto, openai or hashing.", id="documents.E004"))
+    if (settings.EMBEDDING_PROVIDER or "auto").lower() not in {"auto", *PROVIDERS}:
+        errors.append(Error(f"EMBEDDING_PROVIDER must be auto or one of {', '.join(PROVIDERS)}.", id="documents.E004"))
     return errors

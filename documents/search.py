@@ -3,7 +3,10 @@
 :func:`search_chunks` is the one entry point (the API and the chat's retrieval both call it).
 
 Semantic
-    Cosine distance on the ``halfvec`` embedding. Two plans, chosen per query from the number of
+    Cosine distance between the query's vector and the tenant's active embedder's vectors
+    (:class:`documents.models.ChunkEmbedding`, joined to their chunks; each embedder's rows have their
+    own partial HNSW index on ``embedding::halfvec(n)``, see :mod:`documents.vectors`, and the query
+    repeats that expression and predicate so the planner can use it). Two plans, chosen per query from the number of
     chunks that can match (the ``chunk_count`` of the tenant's ready documents, narrowed by project
     and document ids):
 
@@ -30,14 +33,20 @@ Keyword
     ``ts_rank_cd`` normalised by length), through the GIN index.
 
 Hybrid (default)
-    Reciprocal rank fusion of both lists (``1 / (60 + rank)`` summed), each hit saying which
-    retrievers found it.
+    Weighted reciprocal rank fusion of both lists (``weight / (60 + rank)`` summed; the semantic list
+    weighs ``SEARCH_SEMANTIC_WEIGHT``, 1.5 by default, the keyword list 1), each hit saying which
+    retrievers found it. The weight was chosen on the development half of the labelled evaluation
+    (``benchmarks/retrieval.py``): with the local embedder, equal weights let the keyword list's
+    matches on common words ("how", "many") push paraphrase hits down (dev nDCG@10 0.84 at 1.0, 0.88 at
+    1.5, lower again at 2.0). No cross-encoder re-ranker installs from PyPI with its weights (they
+    are downloaded from a model hub at run time), so there is no re-ranking stage.
 
 Only ``ready`` documents of the tenant are searched; a deleted document's chunks are gone with it.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,8 +56,9 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from config.errors import ValidationFailed
-from documents.embeddings import Embedder, get_embedder, vector_literal
-from documents.models import TS_CONFIG, Chunk, Document
+from documents.embeddings import Embedder, tenant_embedder, vector_literal
+from documents.models import TS_CONFIG, Chunk, ChunkEmbedding, Document
+from documents.vectors import distance_sql, embedder_predicate
 from tenants.models import Tenant
 
 MODES = ("semantic", "keyword", "hybrid")
@@ -59,6 +69,7 @@ MAX_QUERY_LEXEMES = 64
 HNSW_MAX_SCAN_TUPLES = 20_000  # pgvector's default hnsw.max_scan_tuples, the iterative scan's budget
 
 CHUNK_TABLE = Chunk._meta.db_table
+EMBEDDING_TABLE = ChunkEmbedding._meta.db_table
 DOCUMENT_TABLE = Document._meta.db_table
 
 
@@ -73,6 +84,7 @@ class _Row:
     page_end: int
     text: str
     score: float
+    page_breaks: list[list[int]] | None  # [offset in text, page] of each later page (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,11 @@ class SearchPlan:
 
     candidate_chunks: int
     exact: bool
+
+
+def _json(value: Any) -> Any:
+    """A jsonb column read through the raw cursor (Django's connection hands jsonb over as text)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _validate(query: str, top_k: int, mode: str) -> str:
@@ -174,13 +191,13 @@ def semantic_rows(
 ) -> list[_Row]:
     """The ``limit`` nearest chunks by cosine distance (see the module docstring for the two plans)."""
     literal = vector_literal(vector)
-    # The tenant is checked on the chunk too (defence in depth), but in the exact plan in a form no
-    # index matches: otherwise PostgreSQL ANDs the tenant's whole GIN posting list into every
-    # document's bitmap (measured 1.7x slower); the document join already narrows to the tenant.
-    tenant_check = "c.tenant_id = %s"
+    distance = distance_sql("e", dimensions)
+    # The tenant is checked on the vector row too (defence in depth), but in the exact plan in a form
+    # no index matches; the document join already narrows to the tenant there.
+    tenant_check = "e.tenant_id = %s"
     if exact:
-        order = "(c.embedding <=> %s::halfvec) + 0"
-        tenant_check = "(c.tenant_id = %s) IS TRUE"
+        order = f"({distance}) + 0"
+        tenant_check = "(e.tenant_id = %s) IS TRUE"
     else:
         _set_local(
             cursor,
@@ -188,18 +205,20 @@ def semantic_rows(
             hnsw__ef_search=str(max(settings.SEARCH_EF_SEARCH, limit)),
             enable_sort="off",
         )
-        order = "c.embedding <=> %s::halfvec"
+        order = distance
     sql = f"""
-        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, c.embedding <=> %s::halfvec AS distance
-        FROM {CHUNK_TABLE} c JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
-        WHERE {tenant_check} AND c.embedding_model = %s AND c.embedding_dimensions = %s AND {where}
+        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {distance} AS distance, c.page_breaks
+        FROM {EMBEDDING_TABLE} e
+        JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
+        JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
+        WHERE {embedder_predicate("e", model, dimensions)} AND {tenant_check} AND {where}
         ORDER BY {order}
         LIMIT %s
     """
-    rows = _execute(cursor, sql, [literal, tenant.pk, model, dimensions, *params, literal, limit])
+    rows = _execute(cursor, sql, [literal, tenant.pk, *params, literal, limit])
     if not exact:
         _set_local(cursor, enable_sort="on")
-    hits = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6])) for r in rows]
+    hits = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]), _json(r[7])) for r in rows]
     hits.sort(key=lambda row: (-row.score, row.chunk_id))  # relaxed order: re-sort the few rows
     return hits
 
@@ -229,24 +248,26 @@ def keyword_rows(
     tsquery = _tsquery_literal(lexemes)
     sql = f"""
         SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text,
-               ts_rank_cd(c.search_vector, %s::tsquery, 1) AS rank
+               ts_rank_cd(c.search_vector, %s::tsquery, 1) AS rank, c.page_breaks
         FROM {CHUNK_TABLE} c JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
         WHERE c.search_vector @@ %s::tsquery AND c.tenant_id = %s AND {where}
         ORDER BY rank DESC, c.id
         LIMIT %s
     """
     rows = _execute(cursor, sql, [tsquery, tsquery, tenant.pk, *params, limit])
-    return [_Row(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6])) for r in rows]
+    return [_Row(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6]), _json(r[7])) for r in rows]
 
 
 def fuse(ranked: dict[str, list[_Row]], top_k: int) -> list[SearchHit]:
-    """Reciprocal rank fusion: score = Σ 1 / (RRF_K + rank) over the lists that hold the chunk."""
+    """Weighted reciprocal rank fusion: score = Σ weight / (RRF_K + rank) over the lists holding the chunk
+    (weights: ``SEARCH_SEMANTIC_WEIGHT`` for the semantic list, 1 for the keyword list)."""
+    weights = {"semantic": float(settings.SEARCH_SEMANTIC_WEIGHT), "keyword": 1.0}
     scores: dict[int, float] = {}
     found: dict[int, list[str]] = {}
     rows: dict[int, _Row] = {}
     for retriever, hits in ranked.items():
         for rank, row in enumerate(hits, start=1):
-            scores[row.chunk_id] = scores.get(row.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            scores[row.chunk_id] = scores.get(row.chunk_id, 0.0) + weights.get(retriever, 1.0) / (RRF_K + rank)
             found.setdefault(row.chunk_id, []).append(retriever)
             rows.setdefault(row.chunk_id, row)
     order = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:top_k]
@@ -294,7 +315,7 @@ def search_chunks(
     vector: list[float] | None = None
     model, dimensions = "", 0
     if mode in ("semantic", "hybrid"):
-        embedder = embedder or get_embedder()
+        embedder = embedder or tenant_embedder(tenant)
         embedded = embedder.embed_query(query)
         vector, model, dimensions = embedded.vectors[0], embedder.model, embedder.dimensions
         if embedder.metered:

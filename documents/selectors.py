@@ -14,9 +14,7 @@ def document_list(*, tenant: Tenant | None) -> QuerySet[Document]:
 
 
 def chunk_list(*, document: Document) -> QuerySet[Chunk]:
-    """A document's chunks in order (the embedding and the search vector are not loaded)."""
+    """A document's chunks in order (the search vector is not loaded; vectors live in another table)."""
     return (
-        Chunk.objects.filter(document=document, tenant_id=document.tenant_id)
-        .defer("embedding", "search_vector")
-        .order_by("index")
+        Chunk.objects.filter(document=document, tenant_id=document.tenant_id).defer("search_vector").order_by("index")
     )

@@ -209,8 +209,7 @@ class ChunkSerializer(serializers.ModelSerializer):
             "token_count",
             "char_start",
             "char_end",
-            "embedding_model",
-            "embedding_dimensions",
+            "page_breaks",
         ]
         read_only_fields = fields
 

@@ -40,8 +40,15 @@ class TenantAdminForm(forms.ModelForm):
 
     def clean_settings(self) -> dict[str, Any]:
         value = self.cleaned_data.get("settings") or {}
+        # The embedder is not edited here (a switch re-embeds every chunk: the "Re-embed" action);
+        # the stored one is kept, and a new tenant gets the deployment's default.
+        stored = (self.instance.settings or {}).get("embedder") if self.instance.pk else None
+        if isinstance(value, dict) and "embedder" in value:
+            value = dict(value)
+            if value.pop("embedder") != stored and self.instance.pk:
+                raise forms.ValidationError("embedder: change it with the tenant list's re-embed action.")
         try:
-            return clean_tenant_settings(value, current={})
+            cleaned = clean_tenant_settings(value, current={})
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"settings": exc.detail}
             raise forms.ValidationError(
@@ -50,6 +57,13 @@ class TenantAdminForm(forms.ModelForm):
                     for key, msgs in detail.items()
                 ]
             ) from exc
+        if stored:
+            cleaned["embedder"] = stored
+        elif not self.instance.pk:
+            from documents.embeddings import default_provider
+
+            cleaned["embedder"] = default_provider()
+        return cleaned
 
 
 @admin.register(Tenant)

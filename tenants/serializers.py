@@ -108,6 +108,15 @@ class TenantSettingsSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["Settings must be a JSON object."]})
+        if "embedder" in data:
+            raise serializers.ValidationError(
+                {
+                    "embedder": [
+                        "Read-only here: switching embedders re-embeds every chunk; operators do it with "
+                        "`manage.py reembed` or the admin's re-embed action."
+                    ]
+                }
+            )
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})

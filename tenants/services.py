@@ -76,6 +76,11 @@ def tenant_create(
     if Tenant.objects.filter(slug=slug).exists():
         raise Conflict(f"A tenant with slug {slug!r} already exists.")
     cleaned = _settings_or_error(settings or {}, {})
+    # A new tenant is pinned to the deployment's default embedder (local offline, openai with a
+    # key): a later change of the default leaves its vectors usable; `manage.py reembed` moves it.
+    from documents.embeddings import default_provider
+
+    cleaned["embedder"] = default_provider()
     try:
         with transaction.atomic():
             tenant = Tenant.objects.create(slug=slug, name=name, settings=cleaned)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from documents.chunking import chunk_pages
-from documents.embeddings import get_embedder
+from documents.embeddings import tenant_embedder
 from documents.extraction import PageText
 from documents.ingestion import chunks_replace
 from documents.models import Document
@@ -25,7 +25,7 @@ def store_page_chunks(document: Document, pages: list[str], *, chunk_tokens: int
     for number, text in enumerate(pages, start=1):
         for chunk in chunk_pages([PageText(number, text)], chunk_tokens=chunk_tokens, overlap=chunk_tokens // 10):
             chunks.append(dataclasses.replace(chunk, index=len(chunks)))
-    embedder = get_embedder()
+    embedder = tenant_embedder(document.tenant)
     vectors = embedder.embed([c.text for c in chunks]).vectors
     count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
     Document.objects.filter(pk=document.pk).update(

@@ -346,6 +346,9 @@ CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=400)
 CHUNK_OVERLAP = env.int("CHUNK_OVERLAP", default=40)
 PDF_EXTRACTOR = env.str("PDF_EXTRACTOR", default="pypdfium2")
 SEARCH_EF_SEARCH = env.int("SEARCH_EF_SEARCH", default=200)
+# Hybrid search: the semantic list's weight in the rank fusion (the keyword list's is 1); chosen on the
+# development half of the labelled evaluation (benchmarks/retrieval.py).
+SEARCH_SEMANTIC_WEIGHT = env.float("SEARCH_SEMANTIC_WEIGHT", default=1.5)
 # Exact search below this many candidate chunks: ~7 ms per 2,000 (benchmarks/search.py).
 SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=2000)
 PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=20.0)  # a page over it is skipped
@@ -359,7 +362,12 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=60.0)
 OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=3)
-EMBEDDING_PROVIDER = env.str("EMBEDDING_PROVIDER", default="auto")  # auto | openai | hashing
+# The default embedder of new tenants (each tenant keeps its own; see `manage.py reembed`).
+EMBEDDING_PROVIDER = env.str(
+    "EMBEDDING_PROVIDER", default="auto"
+)  # auto (openai with a key, else local) | local | openai | hashing
+LOCAL_EMBEDDER_THREADS = env.int("LOCAL_EMBEDDER_THREADS", default=2)  # onnxruntime threads per process
+LOCAL_EMBEDDER_BATCH = env.int("LOCAL_EMBEDDER_BATCH", default=4)  # 256-word-piece windows per model run
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=1536)
 CHAT_PROVIDER = env.str("CHAT_PROVIDER", default="auto")  # auto | openai | extractive

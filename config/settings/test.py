@@ -44,6 +44,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 AUTH_EMAIL_IN_BACKGROUND = False  # tests read the outbox right after the request (one test turns it on)
 LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
+# Tests embed with the fast lexical provider; those about the local model ask for it by name.
+EMBEDDING_PROVIDER = env.str("EMBEDDING_PROVIDER", default="hashing")
 
 # pytest-django runs against "test_<name>"; the PostgreSQL channel layer must use that database too.
 if CHANNEL_LAYERS["default"]["BACKEND"].endswith("PostgresChannelLayer") and not os.environ.get(

@@ -17,7 +17,9 @@ from chat.services import title_from_question
 from documents.tokenizer import count_tokens
 
 
-def source(n: int, text: str, title: str = "Doc", pages: tuple[int, int] = (1, 1)) -> Source:
+def source(
+    n: int, text: str, title: str = "Doc", pages: tuple[int, int] = (1, 1), breaks: list[list[int]] | None = None
+) -> Source:
     return Source(
         n=n,
         chunk_id=str(100 + n),
@@ -26,7 +28,44 @@ def source(n: int, text: str, title: str = "Doc", pages: tuple[int, int] = (1, 1
         page_start=pages[0],
         page_end=pages[1],
         text=text,
+        page_breaks=[] if breaks is None and pages[0] == pages[1] else breaks,
     )
+
+
+SPANNING = (
+    "The boiler is serviced every May by the caretaker. Radiators are bled in October.\n\n"
+    "Employees receive twenty-five vacation days per year. Requests go to the team lead.\n\n"
+    "Parking permits cost ten euros a month."
+)
+PAGE_2 = SPANNING.index("Employees")
+PAGE_3 = SPANNING.index("Parking")
+
+
+def test_the_extractive_answer_cites_each_sentences_own_page() -> None:
+    spanning = source(1, SPANNING, pages=(1, 3), breaks=[[PAGE_2, 2], [PAGE_3, 3]])
+    picked = best_sentences("How many vacation days per year?", [spanning])
+    assert picked[0] == ("Employees receive twenty-five vacation days per year.", 1, "page 2")
+    assert best_sentences("parking permit price", [spanning])[0][2] == "page 3"
+    assert best_sentences("when is the boiler serviced", [spanning])[0][2] == "page 1"
+
+
+def test_citations_name_the_pages_of_the_cited_span_not_the_chunk() -> None:
+    spanning = source(1, SPANNING, pages=(1, 3), breaks=[[PAGE_2, 2], [PAGE_3, 3]])
+    other = source(2, "Lunch is served from noon.", pages=(7, 7))
+    answer = "You get twenty-five vacation days a year [1]. Lunch starts at noon [2]."
+    first, second = citations_for(answer, [spanning, other])
+    assert (first["page_start"], first["page_end"]) == (2, 2)
+    assert first["snippet"].startswith("Employees receive twenty-five vacation days")
+    assert (second["page_start"], second["page_end"]) == (7, 7)
+    # two claims from one chunk on pages 1 and 3: the citation covers both
+    both = citations_for("The boiler is serviced in May [1]; parking permits cost ten euros [1].", [spanning])
+    assert [(c["page_start"], c["page_end"]) for c in both] == [(1, 3)]
+    # nothing in common with the chunk, or unknown page breaks (older chunks): the chunk's whole range
+    assert citations_for("Something else entirely [1].", [spanning])[0]["page_start"] == 1
+    assert citations_for("Something else entirely [1].", [spanning])[0]["page_end"] == 3
+    legacy = source(1, SPANNING, pages=(1, 3), breaks=None)
+    legacy.page_breaks = None
+    assert [(c["page_start"], c["page_end"]) for c in citations_for(answer, [legacy])] == [(1, 3)]
 
 
 def test_detect_language() -> None:
@@ -99,9 +138,9 @@ def test_best_sentences() -> None:
         source(2, "Employees receive twenty-five vacation days per year.\n\nParking is free."),
     ]
     picked = best_sentences("How many vacation days per year?", sources)
-    assert picked[0] == ("Employees receive twenty-five vacation days per year.", 2)
-    assert ("Vacation requests need approval.", 1) in picked
-    assert all("cafeteria" not in s and "Parking" not in s for s, _ in picked)
+    assert picked[0] == ("Employees receive twenty-five vacation days per year.", 2, "page 1")
+    assert ("Vacation requests need approval.", 1, "page 1") in picked
+    assert all("cafeteria" not in s and "Parking" not in s for s, _, _ in picked)
     assert best_sentences("quantum chromodynamics", sources) == []
 
 
@@ -111,7 +150,7 @@ async def test_extractive_provider_streams_and_admits_it_has_no_model() -> None:
     items = [item async for item in ExtractiveProvider().stream(request)]
     text = "".join(i.text for i in items if isinstance(i, Delta))
     assert text.startswith("No language model is configured")
-    assert text.endswith("- Employees receive twenty-five vacation days per year. [1]")
+    assert text.endswith("- Employees receive twenty-five vacation days per year. [1] (page 1)")
     assert items[-1] == Usage(0, 0) and len(items) > 5
     request.question = "quantum chromodynamics"
     text = "".join([i.text async for i in ExtractiveProvider().stream(request) if isinstance(i, Delta)])

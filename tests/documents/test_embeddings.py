@@ -10,9 +10,10 @@ import pytest
 from documents.embeddings import (
     EmbeddingError,
     HashingEmbedder,
+    LocalEmbedder,
     OpenAIEmbedder,
+    default_provider,
     get_embedder,
-    provider_name,
     retry_after_seconds,
 )
 from documents.models import Chunk, Document
@@ -64,14 +65,17 @@ def test_batches_stay_within_input_and_token_limits(settings: Any) -> None:
 def test_provider_selection(settings: Any) -> None:
     settings.OPENAI_API_KEY = ""
     settings.EMBEDDING_PROVIDER = "auto"
-    assert provider_name() == "hashing" and isinstance(get_embedder(), HashingEmbedder)
+    assert default_provider() == "local" and isinstance(get_embedder(), LocalEmbedder)  # offline default
+    assert isinstance(get_embedder("hashing"), HashingEmbedder)
+    with pytest.raises(EmbeddingError, match="OPENAI_API_KEY"):
+        get_embedder("openai")
     settings.OPENAI_API_KEY = "sk-test"
-    assert provider_name() == "openai" and isinstance(get_embedder(), OpenAIEmbedder)
+    assert default_provider() == "openai" and isinstance(get_embedder(), OpenAIEmbedder)
     settings.EMBEDDING_PROVIDER = "hashing"
-    assert provider_name() == "hashing"
+    assert default_provider() == "hashing"
     settings.EMBEDDING_PROVIDER = "word2vec"
     with pytest.raises(ValueError, match="EMBEDDING_PROVIDER"):
-        provider_name()
+        default_provider()
 
 
 def test_retry_after_parsing() -> None:
@@ -188,10 +192,11 @@ def test_ingestion_with_openai_records_usage_and_is_searchable(
     assert document.status == Document.Status.READY
     assert (document.embedding_model, document.embedding_dimensions) == ("text-embedding-3-small", 512)
     chunk = Chunk.objects.filter(document=document).order_by("index").first()
-    assert (chunk.embedding_model, chunk.embedding_dimensions) == ("text-embedding-3-small", 512)
-    stored = chunk.embedding.to_list() if hasattr(chunk.embedding, "to_list") else list(chunk.embedding)
-    assert len(stored) == 1536 and all(v == 0 for v in stored[512:])  # zero-padded to the column
-    assert stored[:512] == pytest.approx(fake_vector(chunk.text, 512), abs=2e-3)  # halfvec precision
+    vector = chunk.embeddings.get()
+    assert (vector.model, vector.dimensions) == ("text-embedding-3-small", 512)
+    stored = vector.embedding.to_list() if hasattr(vector.embedding, "to_list") else list(vector.embedding)
+    assert len(stored) == 512  # stored at its own width: no padding
+    assert stored == pytest.approx(fake_vector(chunk.text, 512), abs=2e-3)  # halfvec precision
     record = UsageRecord.objects.get(tenant=tenant, kind="embedding")
     assert record.user_id == user.pk and record.model == "text-embedding-3-small"
     assert record.embedding_tokens == sum(u["total_tokens"] for u in openai_settings.usage_sent) > 0

@@ -141,3 +141,33 @@ def test_persian_chunks_never_split_a_character() -> None:
     for chunk in chunks:
         assert "\ufffd" not in chunk.text
         assert text[chunk.char_start : chunk.char_end] == chunk.text
+
+
+def test_chunks_keep_the_offsets_of_their_page_breaks() -> None:
+    from documents.chunking import pages_of_span
+
+    pages = [
+        PageText(1, "Alpha page text about boilers. " * 6),
+        PageText(2, ""),  # an empty page is not a break
+        PageText(3, "Gamma page text about parking. " * 6),
+        PageText(4, "Delta page text about vacations. " * 6),
+    ]
+    chunks = chunk_pages(pages, chunk_tokens=400, overlap=0)
+    assert len(chunks) == 1
+    chunk = chunks[0]
+    assert (chunk.page_start, chunk.page_end) == (1, 4)
+    assert [page for _, page in chunk.page_breaks] == [3, 4]
+    for offset, page in chunk.page_breaks:
+        expected = {3: "Gamma", 4: "Delta"}[page]
+        assert chunk.text[offset:].startswith(expected)
+    gamma = chunk.text.index("Gamma")
+    assert pages_of_span(1, 4, [list(b) for b in chunk.page_breaks], 0, 10) == (1, 1)
+    assert pages_of_span(1, 4, [list(b) for b in chunk.page_breaks], gamma, gamma + 5) == (3, 3)
+    assert pages_of_span(1, 4, [list(b) for b in chunk.page_breaks], gamma - 20, gamma + 5) == (1, 3)
+    assert pages_of_span(1, 4, None, gamma, gamma + 5) == (1, 4)  # unknown breaks: the whole range
+
+    later = chunk_pages([PageText(p.number, p.text * 4) for p in pages], chunk_tokens=40, overlap=5)
+    assert any(c.page_start == 3 and not c.page_breaks for c in later)  # a chunk inside one page has none
+    for c in later:
+        for offset, page in c.page_breaks:
+            assert 0 < offset < len(c.text) and page > c.page_start

@@ -47,7 +47,7 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(c.tenant_id == document.tenant_id for c in chunks)
     assert all(0 < c.token_count <= 120 for c in chunks)
-    assert all(c.embedding_model == "hashing-v1" and c.embedding_dimensions == 1536 for c in chunks)
+    assert all([(e.model, e.dimensions) for e in c.embeddings.all()] == [("hashing-v1", 1536)] for c in chunks)
     assert chunks[0].page_start == 1 and chunks[-1].page_end == 3
     assert all(c.page_start <= c.page_end for c in chunks)
     # character offsets point into the document text, chunks overlap and cover it in order

@@ -233,8 +233,11 @@ def _plan(sql_filter: str, tenant: Any, exact_max: int, settings: Any) -> str:
 
 
 def test_plans_exact_for_small_tenants_and_hnsw_otherwise(corpus: Document, tenant: Any, settings: Any) -> None:
-    assert "documents_chunk_embedding_hnsw" not in _plan("", tenant, 10_000, settings)
-    assert "documents_chunk_embedding_hnsw" in _plan("", tenant, 0, settings)
+    from documents.vectors import index_name
+
+    hnsw = index_name("hashing-v1", settings.EMBEDDING_DIMENSIONS)  # the embedder's own partial index
+    assert hnsw not in _plan("", tenant, 10_000, settings)
+    assert hnsw in _plan("", tenant, 0, settings)
 
 
 def test_planner_settings_do_not_leak_out_of_the_search(corpus: Document, tenant: Any, settings: Any) -> None:

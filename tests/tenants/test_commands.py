@@ -43,7 +43,9 @@ def test_create_tenant_with_an_admin_who_can_sign_in(db):
         "Bill",
     )
     tenant = Tenant.objects.get(slug="initech")
-    assert tenant.name == "Initech" and tenant.is_active and tenant.settings == {}
+    assert (
+        tenant.name == "Initech" and tenant.is_active and tenant.settings == {"embedder": "hashing"}
+    )  # pinned at creation
     assert "Created tenant 'initech'" in out and str(tenant.pk) in out and "boss@initech.test" in out
     admin = User.objects.get(tenant=tenant)
     assert admin.email == "boss@initech.test" and admin.role == "admin" and admin.full_name == "Bill"
@@ -62,7 +64,11 @@ def test_create_tenant_without_admin_or_password(db):
 
 def test_create_tenant_with_settings(db):
     run("create_tenant", "open", "--name", "Open", "--allow-signup", "--tenant-settings", '{"answer_language": "de"}')
-    assert Tenant.objects.get(slug="open").settings == {"answer_language": "de", "signup_allowed": True}
+    assert Tenant.objects.get(slug="open").settings == {
+        "answer_language": "de",
+        "signup_allowed": True,
+        "embedder": "hashing",
+    }
 
 
 @pytest.mark.parametrize(
