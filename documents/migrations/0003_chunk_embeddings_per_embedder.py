@@ -32,7 +32,7 @@ def pin_tenant_embedders(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("documents", "0001_initial"),
+        ("documents", "0002_ingestion_state_on_the_task_row"),
         ("tenants", "0001_initial"),
     ]
 
