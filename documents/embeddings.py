@@ -515,9 +515,12 @@ def configured_embedders() -> list[tuple[str, int]]:
 
 
 def tenant_embedder_name(tenant: Tenant | None) -> str:
-    """The embedder that answers ``tenant``'s searches and embeds its new chunks."""
-    name = tenant.setting("embedder") if tenant is not None else None
-    return str(name).lower() if name else default_provider()
+    """The embedder that answers ``tenant``'s searches and embeds its new chunks (its settings in force)."""
+    if tenant is None:
+        return default_provider()
+    from tenants.selectors import tenant_effective_settings
+
+    return tenant_effective_settings(tenant=tenant)["embedder"]
 
 
 def tenant_embedder(tenant: Tenant | None) -> Embedder:

@@ -43,6 +43,7 @@ class TenantSettings(TypedDict):
     signup_allowed: bool
     daily_token_quota: int
     user_daily_token_quota: int
+    embedder: str
 
 
 def _non_negative_int(value: Any, default: int) -> int:
@@ -88,7 +89,17 @@ def tenant_effective_settings(*, tenant: Tenant) -> TenantSettings:
             stored.get("user_daily_token_quota", settings.DEFAULT_USER_DAILY_TOKEN_QUOTA),
             settings.DEFAULT_USER_DAILY_TOKEN_QUOTA,
         ),
+        "embedder": _embedder(stored.get("embedder")),
     }
+
+
+def _embedder(stored: Any) -> str:
+    """The embedder that answers the tenant's searches: the one it is pinned to (set at creation and by
+    ``manage.py reembed``), else the deployment's default (``EMBEDDING_PROVIDER``)."""
+    from documents.embeddings import PROVIDERS, default_provider
+
+    name = str(stored or "").lower()
+    return name if name in PROVIDERS else default_provider()
 
 
 def tenant_signup_allowed(*, tenant: Tenant) -> bool:

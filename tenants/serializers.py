@@ -192,6 +192,7 @@ class EffectiveSettingsSerializer(serializers.Serializer):
     signup_allowed = serializers.BooleanField()
     daily_token_quota = serializers.IntegerField()
     user_daily_token_quota = serializers.IntegerField()
+    embedder = serializers.CharField(help_text="local, openai or hashing; changed by re-embedding (operators).")
 
 
 class TenantSerializer(serializers.ModelSerializer):

@@ -26,6 +26,7 @@ def test_every_user_reads_their_tenant(api, viewer_user, tenant, settings):
         "signup_allowed": True,
         "daily_token_quota": settings.DEFAULT_TENANT_DAILY_TOKEN_QUOTA,
         "user_daily_token_quota": settings.DEFAULT_USER_DAILY_TOKEN_QUOTA,
+        "embedder": "hashing",  # the deployment's default (tests: EMBEDDING_PROVIDER=hashing)
     }
     assert make_client(viewer_user).get("/api/v1/tenant").status_code == 200  # no trailing slash
 

@@ -27,7 +27,17 @@ def test_defaults_fill_every_missing_key(settings: Any) -> None:
         "signup_allowed": False,
         "daily_token_quota": 1000,
         "user_daily_token_quota": 100,
+        "embedder": "hashing",  # EMBEDDING_PROVIDER (tests: hashing)
     }
+
+
+def test_the_embedder_is_read_through_it(settings: Any) -> None:
+    from documents.embeddings import tenant_embedder_name
+
+    settings.EMBEDDING_PROVIDER, settings.OPENAI_API_KEY = "auto", ""
+    assert tenant_effective_settings(tenant=tenant_with())["embedder"] == "local"  # offline default
+    assert tenant_embedder_name(tenant_with(embedder="hashing")) == "hashing"  # pinned
+    assert tenant_embedder_name(tenant_with(embedder="bogus")) == "local"  # unusable: the default
 
 
 @pytest.mark.parametrize(
