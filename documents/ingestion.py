@@ -11,8 +11,8 @@ and per-stage timings (seconds). Every progress report is one write to that row 
 ``document.status`` event (:func:`tasks.tracking.report_progress`, also the cancellation checkpoint;
 the event is :func:`document_status_event`, built from the row). ``Document.status`` is the
 lifecycle search and the API need, written only at its transitions: ``processing`` when a run
-starts, ``ready`` with the chunks, ``failed`` when a run fails or its row ends outside the worker
-(:func:`document_ingestion_abandoned`), ``pending`` on upload and reprocess.
+starts, ``ready`` with the chunks, ``failed`` when a run fails here or its row ends outside the worker,
+``pending`` on upload, reprocess and the ledger's retry (those last ones in :mod:`documents.services`).
 
 Failures raise :class:`IngestionFailed` with a typed code (``pdf_no_text``, ``pdf_invalid``,
 ``ingestion_crashed``, ``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the
@@ -423,15 +423,3 @@ def _fail(document: Document) -> None:
         _set_status(document, Document.Status.FAILED)
     except Exception:
         logger.exception("document_fail_bookkeeping_failed", extra={"document_id": str(document.pk)})
-
-
-def document_ingestion_abandoned(task: Task) -> None:
-    """Fail the document whose ingestion row ended outside the worker (its error is the row's).
-
-    A task cancelled before any worker picked it up, or failed by the watchdog as stalled, would
-    otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
-    current task is ``task`` and that is still unfinished is touched.
-    """
-    Document.objects.filter(task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]).update(
-        status=Document.Status.FAILED, updated_at=timezone.now()
-    )

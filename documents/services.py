@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import User
 from config.errors import Conflict
@@ -195,3 +196,28 @@ def document_reprocess(*, document: Document, user: User) -> Document:
     new_task = _enqueue_ingestion(locked, user)
     transaction.on_commit(lambda: publish_row(new_task))
     return locked
+
+
+# --- lifecycle transitions the task ledger asks for (documents.tasks.IngestionTask) -------------
+
+
+@transaction.atomic
+def document_ingestion_abandoned(*, task: Task) -> None:
+    """Fail the document whose ingestion row ended outside the worker (its error is the row's).
+
+    A task cancelled before any worker picked it up, or failed by the watchdog as stalled, would
+    otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
+    current task is ``task`` and that is still unfinished is touched.
+    """
+    Document.objects.filter(task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]).update(
+        status=Document.Status.FAILED, updated_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def document_ingestion_requeued(*, task: Task) -> None:
+    """The ledger's retry queued ``task`` again: its document, if it is the document's current task
+    and has failed, is ``pending`` again (inside the retry's transaction)."""
+    Document.objects.filter(task_id=task.pk, status=Document.Status.FAILED).update(
+        status=Document.Status.PENDING, updated_at=timezone.now()
+    )

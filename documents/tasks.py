@@ -6,7 +6,8 @@ from typing import Any
 
 from celery import shared_task
 
-from documents.ingestion import document_ingest, document_ingestion_abandoned, document_status_event
+from documents.ingestion import document_ingest, document_status_event
+from documents.services import document_ingestion_abandoned, document_ingestion_requeued
 from tasks import events
 from tasks.models import Task
 from tasks.tracking import TrackedTask
@@ -19,9 +20,13 @@ class IngestionTask(TrackedTask):
         """``document.status`` built from the row (see :func:`documents.ingestion.document_status_event`)."""
         return document_status_event(task)
 
+    def on_requeued(self, task: Task) -> None:
+        """The ledger's retry queued a new attempt: the document waits again (failed → pending)."""
+        document_ingestion_requeued(task=task)
+
     def on_abandoned(self, task: Task) -> None:
         """The row ended outside the worker: fail its still unfinished document."""
-        document_ingestion_abandoned(task)
+        document_ingestion_abandoned(task=task)
 
 
 @shared_task(

@@ -182,7 +182,8 @@ def task_retry(*, task: Task) -> Task:
 
     The Celery task named on the row (``celery_task_name``, looked up in Celery's registry) gets
     the row's ``payload`` as keyword arguments. To-dos, unfinished tasks and rows whose Celery task
-    this installation does not know are conflicts.
+    this installation does not know are conflicts. The task's
+    :meth:`~tasks.tracking.TrackedTask.on_requeued` runs in the same transaction.
     """
     task = _locked(task)
     if not task.is_background:
@@ -206,6 +207,7 @@ def task_retry(*, task: Task) -> Task:
     task.result = {}
     task.started_at = task.finished_at = task.heartbeat_at = None
     task.save()
+    celery_task.on_requeued(task)  # in this transaction: the resource waits again with its row
     task_enqueue(task=task, celery_task=celery_task, kwargs=dict(task.payload or {}))
     _publish_on_commit(task)
     return task

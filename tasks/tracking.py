@@ -20,6 +20,7 @@ are in :mod:`tasks.ledger`):
 
 * :meth:`TrackedTask.row_event` builds the event every change of the row publishes
   (``task.progress`` by default; ingestion sends ``document.status``);
+* :meth:`TrackedTask.on_requeued` puts it back to waiting when the ledger's retry queues a new attempt;
 * :meth:`TrackedTask.on_abandoned` puts the app's resource in step when the row ends outside its
   worker (cancelled before a worker picked it up, failed by the watchdog, never enqueued).
 
@@ -189,6 +190,10 @@ class TrackedTask(CeleryTask):
         ``task.progress`` here; a subclass sends its own resource's event instead.
         """
         return task_progress_event(task)
+
+    def on_requeued(self, task: Task) -> None:
+        """Called inside the transaction of a retry through the ledger (``task`` is pending again, a
+        new attempt is queued): a subclass moves its resource back to its waiting state."""
 
     def on_abandoned(self, task: Task) -> None:
         """Called after commit when ``task`` ended outside its worker (cancelled before a worker took

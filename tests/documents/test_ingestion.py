@@ -301,6 +301,11 @@ def test_the_ingestion_row_names_its_celery_task_for_the_ledgers_retry(
         response = api.post(f"/api/v1/tasks/{document.task_id}/retry/")
     assert response.status_code == 202, response.content
     assert any("task_enqueue" in callback.__qualname__ for callback in callbacks)
+    # the retry moved the document back to waiting, in the same transaction as the row
+    document.refresh_from_db()
+    assert document.status == Document.Status.PENDING
+    body = api.get(f"/api/v1/documents/{document.pk}/").json()
+    assert (body["status"], body["stage"], body["error"]) == ("pending", "queued", None)
 
     ingest(document)  # what the worker runs for the retried row
     document.refresh_from_db()
