@@ -56,6 +56,9 @@ class UserAdminChangeForm(UserChangeForm):
         return cleaned
 
 
+SESSION_ENDING_FIELDS = {"is_active", "role", "is_staff", "is_superuser", "groups", "user_permissions"}
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
@@ -90,8 +93,10 @@ class UserAdmin(DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if change and "is_active" in form.changed_data and not obj.is_active:
-            user_revoke_tokens(user=obj)  # as a deactivation through the API does
+        # As through the API: a deactivation or a change of rights ends every session at once.
+        # (A new password does too: User.set_password retires the earlier tokens.)
+        if change and SESSION_ENDING_FIELDS & set(form.changed_data):
+            user_revoke_tokens(user=obj)
 
     @admin.action(description="Activate the selected users")
     def activate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

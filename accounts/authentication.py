@@ -1,8 +1,8 @@
 """JWT authentication that binds a token to its tenant.
 
-Tokens carry ``user_id``, ``tenant`` (id) and ``role``. A token presented with another tenant's
-``X-Tenant-ID``, for an inactive user or tenant, or malformed, expired or blacklisted, is a 401
-``authentication_failed``.
+Tokens carry ``user_id``, ``tenant`` (id), ``role``, ``tv`` and ``fam`` (:mod:`accounts.tokens`). A
+token presented with another tenant's ``X-Tenant-ID``, for an inactive user or tenant, malformed,
+expired, or revoked (an older token version, a revoked sign-in) is a 401 ``authentication_failed``.
 """
 
 from __future__ import annotations
@@ -13,34 +13,31 @@ import structlog
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import User
+from accounts.tokens import AccessSession, TokenRefused, access_session, tokens_for_user
+
+__all__ = ["TenantJWTAuthentication", "session_from_access_token", "tokens_for_user", "user_from_access_token"]
+
+REFUSALS = {
+    "token_not_valid": "The token is invalid or expired.",
+    "token_revoked": "The token has been revoked; sign in again.",
+    "user_inactive": "The user is inactive or does not exist.",
+    "tenant_inactive": "The tenant is inactive.",
+}
 
 
-def tokens_for_user(user: User) -> dict[str, str]:
-    """A fresh refresh/access pair whose claims carry the user, tenant and role."""
-    refresh = RefreshToken.for_user(user)
-    refresh["tenant"] = str(user.tenant_id) if user.tenant_id else None
-    refresh["role"] = user.role
-    access = refresh.access_token
-    return {"access": str(access), "refresh": str(refresh)}
+def session_from_access_token(raw: str) -> AccessSession:
+    """The session of a valid, unrevoked access token; raises ``AuthenticationFailed`` with the reason's code."""
+    try:
+        return access_session(raw)
+    except TokenRefused as exc:
+        raise AuthenticationFailed(REFUSALS.get(exc.reason, REFUSALS["token_not_valid"]), code=exc.reason) from exc
 
 
 def user_from_access_token(raw: str) -> User:
-    """The active user of a valid access token, with its active tenant; raises ``AuthenticationFailed``."""
-    try:
-        token = AccessToken(raw)
-    except TokenError as exc:
-        raise AuthenticationFailed("The token is invalid or expired.", code="token_not_valid") from exc
-    user = User.objects.select_related("tenant").filter(pk=token.get("user_id")).first()
-    if user is None or not user.is_active:
-        raise AuthenticationFailed("The user is inactive or does not exist.", code="user_inactive")
-    if user.tenant is None or str(user.tenant_id) != str(token.get("tenant")):
-        raise AuthenticationFailed("The token does not belong to a tenant.", code="token_not_valid")
-    if not user.tenant.is_active:
-        raise AuthenticationFailed("The tenant is inactive.", code="tenant_inactive")
-    return user
+    """The active user of a valid, unrevoked access token, with its active tenant."""
+    return session_from_access_token(raw).user
 
 
 class TenantJWTAuthentication(JWTAuthentication):

@@ -67,15 +67,21 @@ def wait_for_background_mail(timeout: float = 30) -> None:
     wait(pending, timeout=timeout)
 
 
-def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpose) -> bool:
-    """E-mail ``code`` to ``email``; returns whether the backend accepted it."""
+def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpose, deliver: bool = True) -> bool:
+    """E-mail ``code`` to ``email``; returns whether the backend accepted it.
+
+    With ``deliver=False`` the message is made but not sent: the same work for an address that gets
+    nothing, so the background thread loads the machine alike either way.
+    """
     context = {
         "app_name": settings.APP_NAME,
         "tenant": tenant,
         "code": code,
         "minutes": max(1, settings.AUTH_CODE_TTL_SECONDS // 60),
     }
-    return _send(SUBJECTS[purpose].format(app=settings.APP_NAME), render_to_string(TEMPLATES[purpose], context), email)
+    subject = SUBJECTS[purpose].format(app=settings.APP_NAME)
+    body = render_to_string(TEMPLATES[purpose], context)
+    return _send(subject, body, email) if deliver else False
 
 
 def send_invitation_email(*, tenant: Tenant, email: str, role: str, invited_by: str = "") -> bool:
@@ -83,3 +89,18 @@ def send_invitation_email(*, tenant: Tenant, email: str, role: str, invited_by: 
     context = {"app_name": settings.APP_NAME, "tenant": tenant, "email": email, "role": role, "invited_by": invited_by}
     subject = f"You are invited to {tenant.name} on {settings.APP_NAME}"
     return _send(subject, render_to_string("accounts/email/invitation.txt", context), email)
+
+
+def send_registration_email(*, tenant: Tenant, email: str, already_registered: bool) -> bool:
+    """After a registration: a welcome, or (the address was taken) a note to the account's owner.
+
+    ``register`` answers the same either way; the difference only reaches the mailbox's owner.
+    """
+    context = {"app_name": settings.APP_NAME, "tenant": tenant, "email": email}
+    if already_registered:
+        subject = f"Someone tried to register your address on {settings.APP_NAME}"
+        body = render_to_string("accounts/email/account_exists.txt", context)
+    else:
+        subject = f"Welcome to {tenant.name} on {settings.APP_NAME}"
+        body = render_to_string("accounts/email/welcome.txt", context)
+    return _send(subject, body, email)

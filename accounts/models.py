@@ -62,6 +62,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     email_verified = models.BooleanField(default=False)
+    # In every token; bumped (accounts.services.user_revoke_tokens) to refuse all tokens issued before.
+    token_version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,3 +88,33 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_tenant_admin(self) -> bool:
         return self.role == self.Role.ADMIN
+
+    def set_password(self, raw_password: str | None) -> None:
+        """Set the password; for an existing account this also retires every token issued before.
+
+        Whatever path changes a password (the API, the admin's form, ``manage.py changepassword``),
+        a full ``save()`` stores the new ``token_version`` with it; the services that save only some
+        fields call ``user_revoke_tokens``, which bumps it in the database.
+        """
+        super().set_password(raw_password)
+        if not self._state.adding and self.pk is not None:
+            self.token_version += 1
+
+
+class RevokedTokenFamily(models.Model):
+    """A sign-in whose tokens are refused: every token rotated from one sign-in carries its id (``fam``).
+
+    Logging out, or presenting a rotated refresh token after the grace window (a stolen copy in
+    use), adds a row (see ``accounts.tokens``). Rows older than the refresh lifetime can go.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="revoked_token_families")
+    revoked_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["-revoked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.reason})"

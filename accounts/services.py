@@ -5,10 +5,11 @@ Views call these; they hold the rules:
 * request-code and password/reset behave the same whether or not the address has an account;
 * a code is checked before anything about the account is revealed;
 * login has one error for an unknown e-mail, a wrong password and an inactive account;
-* refresh rotates (the presented token is blacklisted, single use) and re-reads the user, so a new
-  role or a deactivation takes effect at the next refresh;
-* a password change or reset, and a deactivation, blacklist every outstanding refresh token of the
-  user (access tokens are short-lived and re-checked against the user on every request);
+* tokens (issuing, rotation with reuse detection, revocation) live in :mod:`accounts.tokens`;
+* a password change or reset, a deactivation, a role change and logout-all end every session of
+  the user at once (:func:`user_revoke_tokens`: earlier access tokens are refused, sockets close);
+* register answers the same whether or not the address is taken (the owner of a taken one is told
+  by e-mail), and request-code and password reset do the same work for any address;
 * the first code sign-in to an unverified account (one registered without proof of the mailbox)
   ends the registrant's password and sessions;
 * a tenant always keeps at least one active admin.
@@ -19,25 +20,24 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.utils import timezone
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.authentication import tokens_for_user
 from accounts.codes import CodePurpose, code_consume, code_issue
-from accounts.emails import deliver_in_background, send_code_email, send_invitation_email
+from accounts.emails import deliver_in_background, send_code_email, send_invitation_email, send_registration_email
 from accounts.exceptions import InvalidCredentials, InvalidToken, SignupClosed, invalid_code
 from accounts.models import User
 from accounts.selectors import normalize_email, tenant_active_admins, user_get_by_email
+from accounts.tokens import TokenRefused, tokens_for_user, tokens_logout, tokens_rotate, user_revoke_tokens
 from config.errors import Conflict, ValidationFailed
 from tenants.models import Tenant
 from tenants.selectors import tenant_signup_allowed
+
+__all__ = ["user_revoke_tokens"]  # re-exported: the admin ends sessions through the services
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -59,17 +59,6 @@ def _check_password_strength(password: str, user: User, *, field: str = "passwor
         validate_password(password, user=user)
     except DjangoValidationError as exc:
         raise ValidationFailed(f"{field}: {exc.messages[0]}", details={"fields": {field: list(exc.messages)}}) from exc
-
-
-def user_revoke_tokens(*, user: User) -> int:
-    """Blacklist every outstanding, unexpired refresh token of ``user``; returns how many."""
-    outstanding = OutstandingToken.objects.filter(
-        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
-    )
-    created = BlacklistedToken.objects.bulk_create(
-        [BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True
-    )
-    return len(created)
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -106,11 +95,26 @@ def user_create(
         raise Conflict("An account with this email already exists.") from exc
 
 
-def user_register(*, tenant: Tenant, email: str, password: str, full_name: str = "") -> User:
-    """Self-service sign-up with a password, where the tenant allows sign-up (403 otherwise)."""
+def user_register(*, tenant: Tenant, email: str, password: str, full_name: str = "") -> None:
+    """Self-service sign-up with a password, where the tenant allows sign-up (403 otherwise).
+
+    Says nothing about whether the address was taken: the form and strength of the input are checked
+    first (400), then a new address gets an account and a welcome e-mail, a taken one the same
+    password hashing and an e-mail to its owner. Tokens come from signing in.
+    """
     if not tenant_signup_allowed(tenant=tenant):
         raise SignupClosed()
-    return user_create(tenant=tenant, email=email, password=password, full_name=full_name)
+    email = _clean_email(email)
+    _check_password_strength(password, User(tenant=tenant, email=email, full_name=full_name))
+    taken = user_get_by_email(tenant=tenant, email=email) is not None
+    if not taken:
+        try:
+            user_create(tenant=tenant, email=email, password=password, full_name=full_name)
+        except Conflict:  # registered by a concurrent request
+            taken = True
+    if taken:
+        make_password(password)  # the work creating the account would have done
+    deliver_in_background(lambda: send_registration_email(tenant=tenant, email=email, already_registered=taken))
 
 
 def user_update_profile(*, user: User, full_name: str | None = None) -> User:
@@ -127,16 +131,18 @@ def user_update_profile(*, user: User, full_name: str | None = None) -> User:
 def auth_request_code(*, tenant: Tenant, email: str) -> None:
     """E-mail a sign-in code when ``email`` may sign in: an active user, or anyone where sign-up is open.
 
-    Returns nothing either way: the caller answers the same whether or not a code was sent.
+    Returns nothing either way, and does the same work either way (a code is made and stored, a
+    delivery handed to the background), so neither the answer nor its timing tells the addresses
+    apart. A code stored for an address that may not sign in never verifies (``auth_verify_code``).
     """
     email = normalize_email(email)
     user = user_get_by_email(tenant=tenant, email=email)
-    if user is None and not tenant_signup_allowed(tenant=tenant):
-        return
-    if user is not None and not user.is_active:
-        return
+    signup_allowed = tenant_signup_allowed(tenant=tenant)
+    eligible = user.is_active if user is not None else signup_allowed
     code = code_issue(tenant=tenant, email=email, purpose=CodePurpose.SIGN_IN)
-    deliver_in_background(lambda: send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.SIGN_IN))
+    deliver_in_background(
+        lambda: send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.SIGN_IN, deliver=eligible)
+    )
 
 
 def auth_verify_code(*, tenant: Tenant, email: str, code: str) -> tuple[User, bool]:
@@ -209,14 +215,19 @@ def user_change_password(*, user: User, old_password: str, new_password: str) ->
 
 
 def password_reset_request(*, tenant: Tenant, email: str) -> None:
-    """E-mail a reset code to an active user with this address; silently nothing otherwise."""
+    """E-mail a reset code to an active user with this address; silently nothing otherwise.
+
+    The same work either way, like :func:`auth_request_code` (a code for an address without an
+    active account never confirms: ``password_reset_confirm`` checks the account).
+    """
     email = normalize_email(email)
     user = user_get_by_email(tenant=tenant, email=email)
-    if user is None or not user.is_active:
-        return
+    eligible = user is not None and user.is_active
     code = code_issue(tenant=tenant, email=email, purpose=CodePurpose.PASSWORD_RESET)
     deliver_in_background(
-        lambda: send_code_email(tenant=tenant, email=email, code=code, purpose=CodePurpose.PASSWORD_RESET)
+        lambda: send_code_email(
+            tenant=tenant, email=email, code=code, purpose=CodePurpose.PASSWORD_RESET, deliver=eligible
+        )
     )
 
 
@@ -244,35 +255,26 @@ def password_reset_confirm(*, tenant: Tenant, email: str, code: str, new_passwor
 # --- tokens ----------------------------------------------------------------------------------
 
 
-def _parse_refresh(raw: str) -> RefreshToken:
+def tokens_refresh(*, tenant: Tenant, refresh: str) -> dict[str, str]:
+    """Rotate a refresh token of ``tenant`` (see :func:`accounts.tokens.tokens_rotate`); 401 when refused."""
     try:
-        return RefreshToken(raw)  # signature, expiry, type and blacklist
-    except TokenError as exc:
+        return tokens_rotate(raw=refresh, tenant_id=tenant.pk)
+    except TokenRefused as exc:
         raise InvalidToken() from exc
 
 
-@transaction.atomic
-def tokens_refresh(*, tenant: Tenant, refresh: str) -> dict[str, str]:
-    """Rotate a refresh token: blacklist it and return a new pair with fresh claims.
-
-    The token must belong to ``tenant`` and to an active user; each refresh token works once.
-    """
-    token = _parse_refresh(refresh)
-    user = User.objects.select_related("tenant").filter(pk=token.get("user_id")).first()
-    if user is None or not user.is_active or user.tenant_id != tenant.pk or str(token.get("tenant")) != str(tenant.pk):
-        raise InvalidToken()
-    _, created = token.blacklist()
-    if not created:  # a concurrent refresh with the same token got there first
-        raise InvalidToken()
-    return tokens_for_user(user)
-
-
 def tokens_revoke(*, user: User, refresh: str) -> None:
-    """Log out: blacklist ``refresh``, which must be one of ``user``'s tokens."""
-    token = _parse_refresh(refresh)
-    if str(token.get("user_id")) != str(user.pk):
-        raise InvalidToken()
-    token.blacklist()
+    """Log out one session: ``refresh`` (one of ``user``'s) stops, and so do its access tokens."""
+    try:
+        tokens_logout(user=user, raw=refresh)
+    except TokenRefused as exc:
+        raise InvalidToken() from exc
+
+
+def tokens_revoke_all(*, user: User) -> None:
+    """Log out everywhere: every token ``user`` holds is refused from now on."""
+    with transaction.atomic():
+        user_revoke_tokens(user=user)
 
 
 # --- tenant admins manage users --------------------------------------------------------------
@@ -316,11 +318,12 @@ def user_update(
 ) -> User:
     """Change a user's role, activity or name; refuses (409) to leave ``tenant`` without an active admin.
 
-    A deactivated user's refresh tokens are blacklisted; their access tokens stop at the next request.
+    A deactivation or a role change ends every session of the user at once.
     """
     if role is not None and role not in User.Role.values:
         raise ValidationFailed(f"role: {role!r} is not a role.", details={"fields": {"role": ["Not a valid role."]}})
     user = user_check_keeps_an_admin(tenant=tenant, user=user, role=role, is_active=is_active)
+    user_role_before = user.role
     fields = ["updated_at"]
     if role is not None:
         user.role = role
@@ -331,9 +334,10 @@ def user_update(
     if full_name is not None:
         user.full_name = full_name.strip()
         fields.append("full_name")
+    role_changed = role is not None and role != user_role_before
     user.save(update_fields=fields)
-    if is_active is False:
-        user_revoke_tokens(user=user)
+    if is_active is False or role_changed:
+        user_revoke_tokens(user=user)  # the old tokens said another role, or the account is off
     return user
 
 

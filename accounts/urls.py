@@ -15,6 +15,7 @@ auth_patterns = [
     re_path(r"^auth/login/?$", views.LoginView.as_view(), name="auth-login"),
     re_path(r"^auth/refresh/?$", views.RefreshView.as_view(), name="auth-refresh"),
     re_path(r"^auth/logout/?$", views.LogoutView.as_view(), name="auth-logout"),
+    re_path(r"^auth/logout-all/?$", views.LogoutAllView.as_view(), name="auth-logout-all"),
     re_path(r"^auth/me/?$", views.MeView.as_view(), name="auth-me"),
     re_path(r"^auth/password/change/?$", views.PasswordChangeView.as_view(), name="auth-password-change"),
     re_path(r"^auth/password/reset/?$", views.PasswordResetView.as_view(), name="auth-password-reset"),

@@ -139,20 +139,31 @@ class VerifyCodeView(PublicAuthView):
         return Response({**_auth_payload(user), "created": created})
 
 
+REGISTERED = (
+    "If this address can be registered, the account is ready: sign in with it. "
+    "Either way we sent an e-mail to the address."
+)
+
+
 class RegisterView(PublicAuthView):
     @extend_schema(
         tags=TAGS,
         summary="Create an account with a password",
         request=RegisterSerializer,
-        responses={201: AuthResponseSerializer, 409: OpenApiResponse(description="E-mail taken")},
+        description=(
+            "Always 202 with the same body, whether the address is new or taken (the owner of a taken "
+            "one gets an e-mail). Sign in with `/auth/login` to get tokens."
+        ),
+        responses={202: DetailSerializer},
     )
     def post(self, request: Request) -> Response:
-        tenant = _tenant(request)
-        data = _validated(RegisterSerializer, request)
-        user = services.user_register(
+        tenant, data = _validated_for_email(
+            request, RegisterSerializer, scope="register", rate=settings.AUTH_CODE_EMAIL_RATE
+        )
+        services.user_register(
             tenant=tenant, email=data["email"], password=data["password"], full_name=data.get("full_name", "")
         )
-        return Response(_auth_payload(user), status=status.HTTP_201_CREATED)
+        return Response({"detail": REGISTERED}, status=status.HTTP_202_ACCEPTED)
 
 
 class LoginView(PublicAuthView):
@@ -195,6 +206,21 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(RefreshSerializer, request)
         services.tokens_revoke(user=request.user, refresh=data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(AuthRateLimitMixin, APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Sign out everywhere",
+        request=None,
+        description="Every access and refresh token of yours stops working at once; open sockets close (4401).",
+        responses={204: None, 401: UNAUTHENTICATED},
+    )
+    def post(self, request: Request) -> Response:
+        services.tokens_revoke_all(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

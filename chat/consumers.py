@@ -35,7 +35,9 @@ frames (not JSON, not an object, unknown type, empty or oversized content, ids t
 connection), ``quota_exceeded`` (with ``details.retry_after``) and upstream failures. The connection
 stays open after an error event.
 
-Close codes: 4401 missing, bad or expired token; 4403 inactive user or tenant.
+Close codes: 4401 missing, bad, expired or revoked token (checked before every frame; a password
+change, deactivation, role change, logout or logout-all closes open sockets at once); 4403 inactive
+user or tenant.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.authentication import user_from_access_token
+from accounts.authentication import session_from_access_token
+from accounts.tokens import access_session_problem
 from chat import db, events, generation
 from chat.selectors import AccountInactive, active_user_get, assistant_message_get
 from chat.services import UNSET
@@ -107,7 +110,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         """Authenticate the ``token`` query parameter before accepting; join the user's event group."""
         try:
-            user = await db.run(user_from_access_token, raw=_token(self.scope))
+            session = await db.run(session_from_access_token, raw=_token(self.scope))
         except AuthenticationFailed as exc:
             # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
             reason = _auth_code(exc)
@@ -117,6 +120,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=code)
             return
+        user = session.user
+        self.session = session
         self.user, self.tenant = user, user.tenant
         self.group = user_group(user.pk)
         self.streaming_id: str | None = None  # the answer this connection streams
@@ -137,6 +142,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Parse and route one client frame; every failure becomes an ``error`` event."""
         if self.user is None or self.closed_for:
+            return
+        if not await self._session_live():
             return
         token = set_request_id(new_request_id())
         reply_to = None
@@ -193,6 +200,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if reply_to is not None:
             event["reply_to"] = reply_to
         await self.send_json(event)
+
+    async def _session_live(self) -> bool:
+        """Whether the token this socket opened with is still honoured; closes 4401 (revoked) or 4403 when not."""
+        problem = await db.run(
+            access_session_problem,
+            user_id=self.user.pk,
+            token_version=self.session.token_version,
+            family=self.session.family,
+        )
+        if problem is None:
+            return True
+        code = CLOSE_FORBIDDEN if problem in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
+        self.closed_for = code
+        await self.close(code=code)
+        return False
 
     async def _close_forbidden(self) -> None:
         self.closed_for = CLOSE_FORBIDDEN
@@ -312,3 +334,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def task_progress(self, event: dict[str, Any]) -> None:
         """Forward a ``task.progress`` event of one of the user's tasks."""
         await self.send_json(event)
+
+    async def auth_revoked(self, event: dict[str, Any]) -> None:
+        """The user's tokens (all, or this sign-in's ``family``) were revoked: close with 4401."""
+        if self.closed_for or (event.get("family") and event["family"] != self.session.family):
+            return
+        self.closed_for = CLOSE_UNAUTHENTICATED
+        await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -15,8 +15,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.http.request import HttpHeaders
+from servestatic.middleware import ServeStaticMiddleware
+from servestatic.responders import MissingFileError
 
 from config.client_ip import resolve_client_ip
+from config.errors import error_response
 from config.request_id import clean_request_id, reset_request_id, set_request_id
 
 GetResponse = Callable[[HttpRequest], Any]
@@ -107,3 +110,17 @@ class SecurityHeadersMiddleware(_HybridMiddleware):
         response.headers.setdefault("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY)
         response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
         return response
+
+
+class StaticFilesMiddleware(ServeStaticMiddleware):
+    """ServeStatic, answering a missing file with the JSON 404 under ``DEBUG`` too.
+
+    With ``DEBUG`` on, ServeStatic raises ``MissingFileError`` for a ``/static/`` path it cannot find
+    (a 500 with a list of the server's folders); without it the request falls through to our 404.
+    """
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            return await super().__call__(request)
+        except MissingFileError:
+            return error_response(404, "not_found", "Not found.")

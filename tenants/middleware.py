@@ -1,14 +1,23 @@
-"""Resolve ``X-Tenant-ID`` (slug or id) to ``request.tenant``; fail closed."""
+"""Resolve ``X-Tenant-ID`` (slug or id) to ``request.tenant``; fail closed.
+
+Unknown, inactive and malformed values are counted per client IP (``RATELIMIT_TENANT_MISSES_PER_MINUTE``
+in the shared cache): past the limit that IP gets 429 for any ``X-Tenant-ID`` until the window
+ends, before anything is looked up, so tenants cannot be enumerated by trying names.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import structlog
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django_ratelimit.core import get_usage
 
-from config.errors import DomainError, TenantInactive, TenantNotFound, TenantRequired, error_response
+from config.errors import DomainError, RateLimited, TenantInactive, TenantNotFound, TenantRequired, error_response
 from tenants.context import current_tenant
 from tenants.models import Tenant
 
@@ -20,13 +29,18 @@ def needs_tenant(path: str) -> bool:
     return path.startswith("/api/") and not path.startswith(PUBLIC_API_PREFIXES)
 
 
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
 def resolve_tenant(value: str) -> Tenant:
-    """The active tenant named by a slug or UUID, or the envelope's 404/403."""
+    """The active tenant named by a slug or UUID, or the envelope's 404/403 (a malformed value is a 404)."""
     value = value.strip()
     lookup: dict[str, object]
     try:
         lookup = {"id": uuid.UUID(value)}
     except ValueError:
+        if not SLUG_RE.fullmatch(value.lower()):
+            raise TenantNotFound() from None
         lookup = {"slug": value.lower()}
     tenant = Tenant.objects.filter(**lookup).first()
     if tenant is None:
@@ -34,6 +48,35 @@ def resolve_tenant(value: str) -> Tenant:
     if not tenant.is_active:
         raise TenantInactive()
     return tenant
+
+
+def _misses(request: HttpRequest, *, count: bool) -> dict[str, Any] | None:
+    return get_usage(
+        request,
+        group="tenant-header-misses",
+        key=lambda group, req: "ip:" + (req.META.get("REMOTE_ADDR") or "unknown"),
+        rate=f"{settings.RATELIMIT_TENANT_MISSES_PER_MINUTE}/m",
+        increment=count,
+    )
+
+
+def resolve_tenant_limited(request: HttpRequest, value: str) -> Tenant:
+    """:func:`resolve_tenant`, refused (429) for a client IP that named too many unknown tenants lately."""
+    if not settings.RATELIMIT_ENABLED:
+        return resolve_tenant(value)
+    usage = _misses(request, count=False)
+    if usage and usage["count"] >= usage["limit"]:
+        wait = max(1, int(usage["time_left"]))
+        raise RateLimited(
+            "Too many unknown tenants from this address; try again later.",
+            details={"retry_after": wait},
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        return resolve_tenant(value)
+    except (TenantNotFound, TenantInactive):
+        _misses(request, count=True)
+        raise
 
 
 class TenantMiddleware:
@@ -49,9 +92,9 @@ class TenantMiddleware:
             try:
                 if not header:
                     raise TenantRequired()
-                tenant = resolve_tenant(header)
+                tenant = resolve_tenant_limited(request, header)
             except DomainError as exc:
-                return error_response(exc.status_code, exc.code, exc.message)
+                return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
         request.tenant = tenant  # type: ignore[attr-defined]
         token = current_tenant.set(tenant)
         if tenant is not None:

@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "channels",
     "channels_postgres",
     "django_structlog",
+    "axes",
+    "csp",
     "config.apps.ProjectConfig",
     "health",
     "tenants",
@@ -64,8 +66,10 @@ MIDDLEWARE = [
     "config.middleware.ClientIPMiddleware",
     "config.middleware.RequestIDMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",
+    "config.middleware.StaticFilesMiddleware",  # ServeStatic; a missing file is the JSON 404
     "django_structlog.middlewares.RequestMiddleware",
+    # After ServeStatic (scripts and styles need no policy of their own, and stay on the event loop).
+    "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes wants: the admin login's lockout answer
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -119,7 +124,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["accounts.backends.EmailTenantBackend"]
+# axes first: a locked-out admin login is refused before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.EmailTenantBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -261,6 +267,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant chat with your PDFs: upload, ingest, search and ask, with citations.",
     "VERSION": APP_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Public: a bearer sent to them is ignored (a signed-in client without X-Tenant-ID would get a 401).
+    "SERVE_AUTHENTICATION": [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -302,16 +310,49 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 PERMISSIONS_POLICY = "geolocation=(), microphone=(), camera=()"
+# Content-Security-Policy on every response (django-csp): scripts only from this origin and never
+# inline, nothing from other hosts, no framing. Pages that need more add to it per view
+# (csp.decorators.csp_update) or here; styles allow inline attributes for Swagger UI and ReDoc.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Rate limits -----------------------------------------------------------------------------
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
 RATELIMIT_PER_MINUTE = env.int("RATELIMIT_PER_MINUTE", default=60)
 RATELIMIT_AUTH_PER_MINUTE = env.int("RATELIMIT_AUTH_PER_MINUTE", default=10)
+# Unknown, inactive or malformed X-Tenant-IDs per client IP and minute before that IP gets 429 (tenants.middleware).
+RATELIMIT_TENANT_MISSES_PER_MINUTE = env.int("RATELIMIT_TENANT_MISSES_PER_MINUTE", default=20)
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "config.errors.ratelimited_view"
 # The client address comes from REMOTE_ADDR, which config.middleware.ClientIPMiddleware takes from
 # X-Forwarded-For only when the peer is one of these proxies (addresses or networks).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+# --- The Django admin's login: django-axes, per IP and per account, in the shared cache ---------
+AXES_ONLY_ADMIN_SITE = True  # the API's sign-in keeps its JSON answers and its own limits
+AXES_HANDLER = "accounts.axes.AdminLoginCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one over the limit locks
+AXES_CLIENT_IP_CALLABLE = "accounts.axes.client_ip"
+AXES_USERNAME_FORM_FIELD = "username"  # the admin login form's field (USERNAME_FIELD is "email")
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner at start-up; lockouts are still logged (WARNING "AXES: Locking out ...")
 
 # --- Email -----------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -173,8 +173,10 @@ def test_an_inactive_admin_does_not_count(admin_api, admin_user, tenant):
 def test_with_two_admins_one_can_step_down(admin_api, admin_user, tenant):
     second = UserFactory(tenant=tenant, email="second@acme.test", role=User.Role.ADMIN)
     assert admin_api.patch(detail(admin_user), {"role": "member"}, format="json").status_code == 200
-    # admin_user's own (old) token still says admin, but the permission reads the database
-    assert_envelope(admin_api.get(USERS), 403, "permission_denied")
+    # a role change ends the sessions of whoever it changed: admin_user's old token is refused
+    assert_envelope(admin_api.get(USERS), 401, "authentication_failed")
+    admin_user.refresh_from_db()
+    assert_envelope(make_client(admin_user).get(USERS), 403, "permission_denied")  # a new one is a member's
     second_api = make_client(second)
     assert_envelope(second_api.patch(detail(second), {"role": "viewer"}, format="json"), 409, "conflict")
     assert_envelope(second_api.delete(detail(second)), 409, "conflict")

@@ -105,6 +105,8 @@ def access_token(user: User) -> str:
     token = AccessToken.for_user(user)
     token["tenant"] = str(user.tenant_id) if user.tenant_id else None
     token["role"] = user.role
+    token["tv"] = user.token_version  # the session claims every token carries (accounts.tokens)
+    token["fam"] = str(uuid.uuid4())
     return str(token)
 
 

@@ -1,0 +1,269 @@
+"""Issuing, checking, rotating and revoking JWTs: the one place that knows what a token must carry.
+
+Every token carries ``user_id``, ``tenant``, ``role``, ``tv`` (the user's ``token_version`` when it
+was issued) and ``fam`` (a random id per sign-in, kept by every token rotated from it; a revoked one
+is a :class:`~accounts.models.RevokedTokenFamily` row). A token is
+honoured only while ``tv`` equals the user's current version and its family is not revoked, checked
+on every request and every socket frame. So:
+
+* a password change or reset, a deactivation, a role change and ``logout-all`` bump the version
+  (:func:`user_revoke_tokens`): every token issued before is refused at once, and the user's open
+  sockets are told to close (4401) through their channel group;
+* ``logout`` revokes the token's family: that session's access token stops too;
+* refresh rotates: the presented refresh token is blacklisted and a successor issued. Presenting it
+  again within :data:`REFRESH_GRACE_SECONDS` (two tabs, a retry after a lost answer) returns the
+  *same* successor: its ``jti``, ``iat`` and ``exp`` are derived from the rotated token and the
+  moment of rotation, so it is rebuilt rather than stored. Presenting it later is reuse of a stolen
+  copy: the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+
+from accounts.models import RevokedTokenFamily, User
+
+logger = logging.getLogger(__name__)
+
+REFRESH_GRACE_SECONDS = 30
+CLOSE_EVENT = "auth.revoked"  # sent to the user's channel group; the chat consumer closes with 4401
+
+
+class TokenRefused(Exception):
+    """The token is not (or no longer) valid; ``reason`` is a short code for the logs and the error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- issuing ------------------------------------------------------------------------------------
+
+
+def _claims(user: User, family_id: Any) -> dict[str, Any]:
+    return {
+        "tenant": str(user.tenant_id) if user.tenant_id else None,
+        "role": user.role,
+        "tv": user.token_version,
+        "fam": str(family_id),
+    }
+
+
+def tokens_for_user(user: User) -> dict[str, str]:
+    """A new sign-in: a fresh family and its first refresh/access pair."""
+    refresh = RefreshToken.for_user(user)  # also records the OutstandingToken
+    for key, value in _claims(user, uuid.uuid4()).items():
+        refresh[key] = value
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def _derived_jti(kind: str, parent_jti: str) -> str:
+    key = str(settings.SIMPLE_JWT["SIGNING_KEY"]).encode()
+    return hmac.new(key, f"{kind}|{parent_jti}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _successor(user: User, parent: dict[str, Any], rotated_at: Any) -> dict[str, str]:
+    """The pair that replaces refresh token ``parent``, the same whenever it is rebuilt for that rotation."""
+    iat = int(rotated_at.timestamp())
+    claims = {api_settings.USER_ID_CLAIM: str(user.pk), **_claims(user, parent["fam"])}
+    refresh = {
+        api_settings.TOKEN_TYPE_CLAIM: "refresh",
+        "exp": iat + int(api_settings.REFRESH_TOKEN_LIFETIME.total_seconds()),
+        "iat": iat,
+        api_settings.JTI_CLAIM: _derived_jti("refresh", parent[api_settings.JTI_CLAIM]),
+        **claims,
+    }
+    access = {
+        api_settings.TOKEN_TYPE_CLAIM: "access",
+        "exp": iat + int(api_settings.ACCESS_TOKEN_LIFETIME.total_seconds()),
+        "iat": iat,
+        api_settings.JTI_CLAIM: _derived_jti("access", parent[api_settings.JTI_CLAIM]),
+        **claims,
+    }
+    raw_refresh = token_backend.encode(refresh)
+    OutstandingToken.objects.get_or_create(
+        jti=refresh[api_settings.JTI_CLAIM],
+        defaults={
+            "user": user,
+            "token": raw_refresh,
+            "created_at": rotated_at,
+            "expires_at": datetime_from_epoch(refresh["exp"]),
+        },
+    )
+    return {"access": token_backend.encode(access), "refresh": raw_refresh}
+
+
+# --- checking -----------------------------------------------------------------------------------
+
+
+def _decode(raw: str, token_type: str) -> dict[str, Any]:
+    try:
+        payload = token_backend.decode(raw, verify=True)  # signature, algorithm and expiry
+    except TokenBackendError as exc:
+        raise TokenRefused("token_not_valid") from exc
+    if payload.get(api_settings.TOKEN_TYPE_CLAIM) != token_type:
+        raise TokenRefused("token_not_valid")
+    for claim in (api_settings.USER_ID_CLAIM, api_settings.JTI_CLAIM, "tv", "fam"):
+        if payload.get(claim) in (None, ""):
+            raise TokenRefused("token_not_valid")
+    return payload
+
+
+def _user_for(payload: dict[str, Any], *, lock: bool = False) -> User:
+    """The token's user if the token is still honoured (version, family, activity, tenant)."""
+    try:
+        family = uuid.UUID(str(payload["fam"]))
+        user_id = uuid.UUID(str(payload[api_settings.USER_ID_CLAIM]))
+    except ValueError as exc:
+        raise TokenRefused("token_not_valid") from exc
+    revoked = RevokedTokenFamily.objects.filter(pk=family, user=OuterRef("pk"))
+    queryset = User.objects.select_related("tenant").annotate(family_revoked=Exists(revoked))
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    user = queryset.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        raise TokenRefused("user_inactive")
+    if payload["tv"] != user.token_version or user.family_revoked:
+        raise TokenRefused("token_revoked")
+    if user.tenant is None or str(user.tenant_id) != str(payload.get("tenant")):
+        raise TokenRefused("token_not_valid")
+    if not user.tenant.is_active:
+        raise TokenRefused("tenant_inactive")
+    return user
+
+
+@dataclass(frozen=True)
+class AccessSession:
+    """What a valid access token says about its session (kept by sockets to re-check each frame)."""
+
+    user: User
+    token_version: int
+    family: str
+
+
+def access_session(raw: str) -> AccessSession:
+    """The session of a valid, unrevoked access token; raises :class:`TokenRefused`."""
+    payload = _decode(raw, "access")
+    user = _user_for(payload)
+    return AccessSession(user=user, token_version=int(payload["tv"]), family=str(payload["fam"]))
+
+
+def access_session_problem(*, user_id: Any, token_version: int, family: str) -> str | None:
+    """Why a session checked earlier is no longer honoured (``token_revoked``, ``user_inactive``,
+    ``tenant_inactive``), or None while it is. Sockets ask before each frame: one query."""
+    row = (
+        User.objects.filter(pk=user_id)
+        .annotate(family_revoked=Exists(RevokedTokenFamily.objects.filter(pk=family, user=OuterRef("pk"))))
+        .values("is_active", "token_version", "tenant__is_active", "family_revoked")
+        .first()
+    )
+    if row is None or not row["is_active"]:
+        return "user_inactive"
+    if row["token_version"] != token_version or row["family_revoked"]:
+        return "token_revoked"
+    if not row["tenant__is_active"]:
+        return "tenant_inactive"
+    return None
+
+
+# --- rotating and revoking ------------------------------------------------------------------------
+
+
+def tokens_rotate(*, raw: str, tenant_id: Any) -> dict[str, str]:
+    """Trade refresh token ``raw`` (of ``tenant_id``) for its successor pair; see the module docstring.
+
+    Concurrent refreshes of one token are serialised on the user's row, so they all see the one
+    rotation and get the same successor.
+    """
+    payload = _decode(raw, "refresh")
+    if str(payload.get("tenant")) != str(tenant_id):
+        raise TokenRefused("token_not_valid")
+    reuse = False
+    with transaction.atomic():
+        user = _user_for(payload, lock=True)
+        outstanding = OutstandingToken.objects.filter(jti=payload[api_settings.JTI_CLAIM]).first()
+        if outstanding is None:
+            raise TokenRefused("token_not_valid")
+        rotated = BlacklistedToken.objects.filter(token=outstanding).first()
+        if rotated is None:
+            rotated = BlacklistedToken.objects.create(token=outstanding)
+            return _successor(user, payload, rotated.blacklisted_at)
+        if timezone.now() - rotated.blacklisted_at <= timedelta(seconds=REFRESH_GRACE_SECONDS):
+            return _successor(user, payload, rotated.blacklisted_at)
+        reuse = True
+        family_revoke(user=user, family_id=payload["fam"], reason="reuse")
+    if reuse:
+        logger.warning("refresh_token_reused", extra={"user_id": str(payload["user_id"]), "family": payload["fam"]})
+    raise TokenRefused("token_revoked")
+
+
+def tokens_logout(*, user: User, raw: str) -> None:
+    """Log one session out: blacklist ``raw`` (one of ``user``'s refresh tokens) and revoke its family."""
+    payload = _decode(raw, "refresh")
+    if str(payload[api_settings.USER_ID_CLAIM]) != str(user.pk):
+        raise TokenRefused("token_not_valid")
+    with transaction.atomic():
+        _user_for(payload, lock=True)  # refused when the version moved on or the sign-in already ended
+        outstanding = OutstandingToken.objects.filter(jti=payload[api_settings.JTI_CLAIM]).first()
+        if outstanding is not None:
+            BlacklistedToken.objects.get_or_create(token=outstanding)
+        family_revoke(user=user, family_id=payload["fam"], reason="logout")
+
+
+def family_revoke(*, user: User, family_id: Any, reason: str) -> None:
+    """Refuse every token of one sign-in from now on, and close its sockets."""
+    RevokedTokenFamily.objects.get_or_create(pk=family_id, defaults={"user": user, "reason": reason})
+    _close_sockets(user.pk, family=str(family_id))
+
+
+def user_revoke_tokens(*, user: User) -> int:
+    """Refuse every token ``user`` holds (bump the version), blacklist their refresh tokens, close their sockets.
+
+    Returns how many refresh tokens were blacklisted. ``user.token_version`` is refreshed in place.
+    """
+    User.objects.filter(pk=user.pk).update(token_version=F("token_version") + 1)
+    user.token_version = User.objects.values_list("token_version", flat=True).get(pk=user.pk)
+    outstanding = OutstandingToken.objects.filter(
+        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    )
+    created = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True
+    )
+    _close_sockets(user.pk)
+    return len(created)
+
+
+def _close_sockets(user_id: Any, family: str | None = None) -> None:
+    """After commit, tell the user's sockets (those of ``family``, or all) to close with 4401."""
+
+    def send() -> None:
+        from channels.layers import get_channel_layer
+
+        from tasks.events import user_group
+
+        try:
+            layer = get_channel_layer()
+            if layer is not None:
+                async_to_sync(layer.group_send)(user_group(user_id), {"type": CLOSE_EVENT, "family": family})
+        except Exception:  # the per-frame check closes them anyway
+            logger.exception("revoked_socket_close_failed")
+
+    transaction.on_commit(send)
