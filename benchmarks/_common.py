@@ -27,6 +27,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
 
 
+def setup_django(var_dir: str, **env: str) -> None:
+    """Set Django up on an embedded PostgreSQL of its own under ``var_dir`` (deleted with it), offline
+    providers, quiet logs, no rate limit; ``env`` adds or overrides variables."""
+    os.environ.update(
+        {
+            "DOCUMIND_VAR_DIR": var_dir,
+            "EMBEDDED_PG_CLEANUP": "delete",
+            "MEDIA_ROOT": str(Path(var_dir) / "media"),
+            "EMBEDDING_PROVIDER": "hashing",
+            "OPENAI_API_KEY": "",
+            "LOG_LEVEL": "ERROR",
+            "LOG_FORMAT": "console",
+            "RATELIMIT_ENABLED": "false",
+            **env,
+        }
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    import django
+
+    django.setup()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,7 +23,6 @@ Own embedded PostgreSQL in a temporary folder (never the test suite's)::
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
@@ -35,22 +34,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from benchmarks._common import setup_django  # noqa: E402
+
 
 def configure(var_dir: str) -> None:
-    os.environ.update(
-        DOCUMIND_VAR_DIR=var_dir,
-        EMBEDDED_PG_CLEANUP="delete",
-        MEDIA_ROOT=str(Path(var_dir) / "media"),
-        EMBEDDING_PROVIDER="local",
-        OPENAI_API_KEY="",
-        LOG_LEVEL="ERROR",
-        LOG_FORMAT="console",
-        RATELIMIT_ENABLED="false",
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
-    import django
-
-    django.setup()
+    setup_django(var_dir, EMBEDDING_PROVIDER="local")
 
 
 def row(label: str, scores: object) -> str:

@@ -43,7 +43,15 @@ def demo_tenant_ensure(*, password: str | None, password_file: Path) -> DemoAcco
             password_file.touch(mode=0o600)
             password_file.write_text(password + "\n")
 
-    tenant, _ = Tenant.objects.get_or_create(slug=DEMO_TENANT_SLUG, defaults={"name": DEMO_TENANT_NAME})
+    from documents.embeddings import default_provider
+
+    tenant, _ = Tenant.objects.get_or_create(
+        slug=DEMO_TENANT_SLUG,
+        defaults={
+            "name": DEMO_TENANT_NAME,
+            "settings": {"embedder": default_provider()},
+        },  # pinned, as tenant_create does
+    )
     if not tenant.is_active:
         tenant.is_active = True
         tenant.save(update_fields=["is_active"])

@@ -315,7 +315,10 @@ def search_chunks(
     vector: list[float] | None = None
     model, dimensions = "", 0
     if mode in ("semantic", "hybrid"):
-        embedder = embedder or tenant_embedder(tenant)
+        # The tenant's embedder as stored now, not as the caller's copy says: a long-lived copy (a
+        # chat socket's) would otherwise query the vectors a switch has just deleted.
+        current = Tenant.objects.filter(pk=tenant.pk).values_list("settings", flat=True).first()
+        embedder = embedder or tenant_embedder(Tenant(pk=tenant.pk, settings=current or {}))
         embedded = embedder.embed_query(query)
         vector, model, dimensions = embedded.vectors[0], embedder.model, embedder.dimensions
         if embedder.metered:

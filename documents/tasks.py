@@ -1,4 +1,5 @@
-"""Celery tasks of the documents app: thin interfaces over :mod:`documents.ingestion`."""
+"""Celery tasks of the documents app: thin interfaces over :mod:`documents.ingestion` and
+:mod:`documents.reembedding`."""
 
 from __future__ import annotations
 
@@ -47,3 +48,21 @@ def ingest_document(self: Any, document_id: str, *, task_row_id: str | None = No
     (and the row completes) when the document is gone.
     """
     return document_ingest(document_id=document_id, task_row_id=task_row_id)
+
+
+@shared_task(
+    base=TrackedTask,
+    bind=True,
+    name="documents.reembed",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def reembed_tenant(self: Any, tenant_id: str, embedder: str, *, task_row_id: str | None = None) -> dict[str, Any]:
+    """Re-embed tenant ``tenant_id``'s chunks with ``embedder`` and switch it (ledger row ``task_row_id``).
+
+    A redelivered or retried run only embeds what is still missing (see :mod:`documents.reembedding`).
+    """
+    from documents.reembedding import tenant_reembed
+
+    return tenant_reembed(tenant_id=tenant_id, embedder=embedder, task_row_id=task_row_id)

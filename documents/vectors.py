@@ -24,7 +24,7 @@ import re
 import threading
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 TABLE = "documents_chunkembedding"
 INDEX_PREFIX = "documents_chunkemb_hnsw_"
@@ -88,7 +88,10 @@ def ensure_index(model: str, dimensions: int, *, using: Any = None) -> str:
                 f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
                 f"WHERE {embedder_predicate('', model, dimensions)}"
             )
-    _known.add(name)
+    if conn.in_atomic_block:  # a rollback would take the new index with it: remember it once committed
+        transaction.on_commit(lambda: _known.add(name), using=conn.alias)
+    else:
+        _known.add(name)
     return name
 
 

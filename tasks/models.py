@@ -30,6 +30,7 @@ class Task(TenantOwnedModel):
     class Kind(models.TextChoices):
         TODO = "todo", "To-do"
         DOCUMENT_INGESTION = "document_ingestion", "Document ingestion"
+        REEMBEDDING = "reembedding", "Re-embedding"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -76,7 +76,7 @@ class TenantAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
     fields = ["id", "slug", "name", "is_active", "settings", "created_at", "updated_at"]
     ordering = ["slug"]
-    actions = ["activate", "deactivate"]
+    actions = ["activate", "deactivate", "reembed_local", "reembed_openai", "reembed_hashing"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return tenant_list()
@@ -95,6 +95,33 @@ class TenantAdmin(admin.ModelAdmin):
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         changed = sum(tenant_set_active(tenant=t, active=False) for t in queryset)
         self.message_user(request, f"Deactivated {changed} tenant(s).", messages.SUCCESS)
+
+    def _reembed(self, request: HttpRequest, queryset: QuerySet[Tenant], embedder: str) -> None:
+        """Queue a re-embedding per tenant (old vectors answer until each switches; see documents.reembedding)."""
+        from config.errors import DomainError
+        from documents.reembedding import reembed_start
+
+        for tenant in queryset:
+            try:
+                task = reembed_start(tenant=tenant, embedder=embedder)
+            except DomainError as exc:
+                self.message_user(request, f"{tenant.slug}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{tenant.slug}: re-embedding with {embedder} queued (task {task.pk}).", messages.SUCCESS
+                )
+
+    @admin.action(description="Re-embed with the local embedder (MiniLM, offline), then switch")
+    def reembed_local(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._reembed(request, queryset, "local")
+
+    @admin.action(description="Re-embed with the OpenAI embedder, then switch")
+    def reembed_openai(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._reembed(request, queryset, "openai")
+
+    @admin.action(description="Re-embed with the hashing embedder (lexical), then switch")
+    def reembed_hashing(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._reembed(request, queryset, "hashing")
 
 
 @admin.register(UsageRecord)

@@ -409,6 +409,7 @@ EMBEDDING_PROVIDER = env.str(
 )  # auto (openai with a key, else local) | local | openai | hashing
 LOCAL_EMBEDDER_THREADS = env.int("LOCAL_EMBEDDER_THREADS", default=2)  # onnxruntime threads per process
 LOCAL_EMBEDDER_BATCH = env.int("LOCAL_EMBEDDER_BATCH", default=4)  # 256-word-piece windows per model run
+REEMBED_BATCH = env.int("REEMBED_BATCH", default=32)  # chunks per batch (a progress report each) when re-embedding
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="text-embedding-3-small")
 EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=1536)
 CHAT_PROVIDER = env.str("CHAT_PROVIDER", default="auto")  # auto | openai | extractive

@@ -181,3 +181,30 @@ def test_delete_during_ingestion_leaves_nothing_behind(
     assert not Document.objects.filter(pk=pk).exists()
     assert not Chunk.objects.filter(document_id=pk).exists()
     assert not Path(path).exists()
+
+
+def test_a_worker_reembeds_a_tenant_and_switches_it(
+    ingest_worker: WorkerProcess, transactional_db: Any, api: APIClient, user: Any, tenant: Any
+) -> None:
+    from documents.embeddings import LOCAL_MODEL, tenant_embedder_name
+    from documents.models import ChunkEmbedding
+    from documents.reembedding import reembed_start
+
+    response = upload(api, make_pdf(known_pages()))
+    pk = response.json()["id"]
+    wait_for(lambda: document_in(pk, "ready"), timeout=60, what="ingestion", worker=ingest_worker)
+
+    task = reembed_start(tenant=tenant, embedder="local", owner=user)
+    task = wait_for(
+        lambda: (t := Task.objects.get(pk=task.pk)).status in Task.TERMINAL and t,
+        timeout=120,
+        what="the re-embedding",
+        worker=ingest_worker,
+    )
+    assert (task.status, task.progress, task.celery_task_name) == ("completed", 100, "documents.reembed"), task.error
+    tenant.refresh_from_db()
+    assert tenant_embedder_name(tenant) == "local"
+    models = set(ChunkEmbedding.objects.filter(tenant=tenant).values_list("model", flat=True))
+    assert models == {LOCAL_MODEL}
+    results = api.post(SEARCH_URL, {"query": "zeppelin maintenance budget", "mode": "semantic"}, format="json")
+    assert results.json()["results"][0]["document_id"] == pk
