@@ -16,7 +16,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import RevokedTokenFamily, User
 from accounts.services import user_check_keeps_an_admin, user_deactivate, user_revoke_tokens
 from config.errors import Conflict
 
@@ -128,3 +128,20 @@ class UserAdmin(DjangoUserAdmin):
                 "Make someone else an admin of that tenant first.",
                 messages.ERROR,
             )
+
+
+@admin.register(RevokedTokenFamily)
+class RevokedTokenFamilyAdmin(admin.ModelAdmin):
+    """Sign-ins whose tokens are refused (logged out, or a reused refresh token): read-only evidence."""
+
+    list_display = ["id", "user", "reason", "revoked_at"]
+    list_filter = ["reason", "revoked_at"]
+    search_fields = ["=id", "user__email"]
+    list_select_related = ["user"]
+    readonly_fields = ["id", "user", "reason", "revoked_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RevokedTokenFamily | None = None) -> bool:
+        return False

@@ -198,3 +198,10 @@ def test_admin_site_changes_end_sessions(tenant: Any, user: User, anon: APIClien
     )
     assert response.status_code == 302, response.content[:3000]
     assert refused(tenant, session["access"])
+
+
+def test_operators_see_revoked_sign_ins(tenant: Any, user: User, anon: APIClient, operator_client: Client) -> None:
+    session = login(anon, user.email)
+    bearer(tenant, session["access"]).post("/api/v1/auth/logout", {"refresh": session["refresh"]}, format="json")
+    response = operator_client.get("/admin/accounts/revokedtokenfamily/")
+    assert response.status_code == 200 and b"logout" in response.content
