@@ -37,8 +37,8 @@ Hybrid (default)
     weighs ``SEARCH_SEMANTIC_WEIGHT``, 1.5 by default, the keyword list 1), each hit saying which
     retrievers found it. The weight was chosen on the development half of the labelled evaluation
     (``benchmarks/retrieval.py``): with the local embedder, equal weights let the keyword list's
-    matches on common words ("how", "many") push paraphrase hits down (dev nDCG@10 0.84 at 1.0, 0.88 at
-    1.5, lower again at 2.0). No cross-encoder re-ranker installs from PyPI with its weights (they
+    matches on common words ("how", "many") push paraphrase hits down (dev nDCG@10 0.85 at 1.0, 0.89 at
+    1.5, 0.87 at 2.0). No cross-encoder re-ranker installs from PyPI with its weights (they
     are downloaded from a model hub at run time), so there is no re-ranking stage.
 
 Only ``ready`` documents of the tenant are searched; a deleted document's chunks are gone with it.
