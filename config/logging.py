@@ -81,9 +81,20 @@ def redact_url(text: str) -> str:
     return SECRET_QUERY_PARAMETER.sub(r"\1[redacted]", text)
 
 
+_PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
+
+
 def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: :func:`redact_url` on every string value (django-structlog logs the full path)."""
+    """structlog processor: :func:`redact_url` on every string value (django-structlog logs the full path).
+
+    Other objects are logged as their text, so they are made text here and redacted too: Django's
+    ``django.request`` lines carry the request itself, whose repr holds the query string.
+    """
     for key, value in event_dict.items():
+        if key == "exc_info":
+            continue  # rendered (and left alone) by format_exc_info
+        if not isinstance(value, _PLAIN):
+            value = event_dict[key] = str(value)
         if isinstance(value, str) and "=" in value:
             event_dict[key] = redact_url(value)
     return event_dict
