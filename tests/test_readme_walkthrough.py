@@ -88,7 +88,9 @@ def test_the_readme_walkthrough_runs_as_written(start_celery_worker: Any, tmp_pa
     assert result.returncode == 0, output[-6000:]
 
     blocks = dict(re.findall(r"### block (\d+) \(\w+\)\n(.*?)(?=### block |\Z)", output, re.DOTALL))
-    assert blocks["4"].strip().splitlines()[-1].startswith("ready 100"), blocks["4"]  # REST status
+    # REST status. Its progress and stage are the task row's, which may still say "95 storing" for a
+    # moment after the document turned ready (the row completes just after): the status is the contract.
+    assert blocks["4"].strip().splitlines()[-1].startswith("ready "), blocks["4"]
     assert blocks["5"].strip().splitlines()[-1].startswith("ready 100"), blocks["5"]  # socket events
     assert "processing" in blocks["5"], blocks["5"]
     assert "twenty-five days" in blocks["6"] and '"chunk_id":"' in blocks["6"], blocks["6"]  # search
