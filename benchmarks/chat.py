@@ -102,9 +102,9 @@ def _summary(samples: list[float]) -> dict[str, float]:
 def seed(users: int) -> tuple[Any, list[str]]:
     """A tenant with ``users`` members (access tokens) and one ready document (real chunker/embedder/store)."""
     from django.db import transaction
-    from rest_framework_simplejwt.tokens import AccessToken
 
     from accounts.models import User
+    from accounts.tokens import tokens_for_user
     from documents.models import Document
     from tenants.models import Tenant
     from tests.ready_documents import store_page_chunks
@@ -134,10 +134,9 @@ def seed(users: int) -> tuple[Any, list[str]]:
         store_page_chunks(document, pages, chunk_tokens=400)
     tokens = []
     for member in members:
-        token = AccessToken.for_user(member)
-        token["tenant"] = str(tenant.pk)
-        token["role"] = member.role
-        tokens.append(str(token))
+        # A real sign-in's pair: the access token carries the claims the server checks (tenant, role,
+        # token version, sign-in family), which a bare AccessToken lacks.
+        tokens.append(tokens_for_user(member)["access"])
     return tenant, tokens
 
 
