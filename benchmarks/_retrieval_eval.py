@@ -94,8 +94,8 @@ def load_corpus(tenant: Any, owner: Any, embedders: Sequence[Any]) -> dict[str, 
     from django.conf import settings
 
     from documents.chunking import chunk_pages
+    from documents.chunkstore import chunks_replace, embeddings_store
     from documents.extraction import get_extractor
-    from documents.ingestion import chunks_replace, embeddings_store
     from documents.models import Chunk, Document
 
     extractor = get_extractor()

@@ -22,11 +22,11 @@ duplicates chunks, and a document deleted meanwhile is left alone.
 
 Extending it: a new stage is a :class:`_Progress` report with its name (its seconds land in the
 row's ``timings``); :func:`progress_listener` lets a caller in the same thread watch the reports.
+The chunks and vectors are written by :mod:`documents.chunkstore`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,14 +37,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from documents.chunking import ChunkData, chunk_pages
-from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name, vector_literal
+from documents.chunkstore import active_embedder_locked, chunks_replace
+from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name
 from documents.extraction import PageText, PdfError, PdfExtractor, get_extractor
-from documents.models import Chunk, ChunkEmbedding, Document
-from documents.vectors import ensure_index
+from documents.models import Document
 from tasks import events
 from tasks.models import Task
 from tasks.tracking import TaskCancelled, report_progress
@@ -201,71 +201,6 @@ def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkData], progress: _Pro
 
     result = embedder.embed([chunk.text for chunk in chunks], on_batch=on_batch)
     return result.vectors, result.tokens
-
-
-def chunks_replace(
-    *, document: Document, chunks: Sequence[ChunkData], vectors: Sequence[Sequence[float]], embedder: Embedder
-) -> int:
-    """Replace the document's chunks and their ``embedder`` vectors (delete + COPY) inside the caller's
-    transaction."""
-    ensure_index(embedder.model, embedder.dimensions)
-    Chunk.objects.filter(document_id=document.pk).delete()
-    columns = (
-        "tenant_id, document_id, index, text, page_start, page_end, token_count, char_start, char_end, page_breaks"
-    )
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {Chunk._meta.db_table} ({columns}) FROM STDIN") as copy,
-    ):
-        for chunk in chunks:
-            copy.write_row(
-                (
-                    str(document.tenant_id),
-                    str(document.pk),
-                    chunk.index,
-                    chunk.text,
-                    chunk.page_start,
-                    chunk.page_end,
-                    chunk.token_count,
-                    chunk.char_start,
-                    chunk.char_end,
-                    json.dumps([list(pair) for pair in chunk.page_breaks]),
-                )
-            )
-    ids = dict(Chunk.objects.filter(document_id=document.pk).values_list("index", "id"))
-    embeddings_store(
-        tenant_id=document.tenant_id,
-        rows=[(ids[chunk.index], vector) for chunk, vector in zip(chunks, vectors, strict=True)],
-        model=embedder.model,
-        dimensions=embedder.dimensions,
-    )
-    return len(chunks)
-
-
-def embeddings_store(
-    *, tenant_id: Any, rows: Sequence[tuple[int, Sequence[float]]], model: str, dimensions: int
-) -> int:
-    """COPY ``(chunk id, vector)`` rows of one embedder (the caller makes sure none exist yet)."""
-    columns = "chunk_id, tenant_id, model, dimensions, embedding"
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {ChunkEmbedding._meta.db_table} ({columns}) FROM STDIN") as copy,
-    ):
-        for chunk_id, vector in rows:
-            if len(vector) != dimensions:
-                raise EmbeddingError(f"A {len(vector)}-dimension vector from a {dimensions}-dimension embedder.")
-            copy.write_row((chunk_id, str(tenant_id), model, dimensions, vector_literal(vector)))
-    return len(rows)
-
-
-def active_embedder_locked(tenant_id: Any) -> str:
-    """The tenant's active embedder, read under a share lock on its row held until commit: a switch
-    (which locks the row for update) waits for this transaction, and this one for the switch."""
-    from tenants.models import Tenant
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {Tenant._meta.db_table} WHERE id = %s FOR SHARE", [tenant_id])
-    return tenant_embedder_name(Tenant.objects.get(pk=tenant_id))
 
 
 def _source(document: Document) -> str | bytes:

@@ -12,7 +12,7 @@ A tenant's searches read only its active embedder's vectors (its ``embedder`` se
 2. *Switch*: in one transaction holding the tenant row ``FOR UPDATE``, the chunks still missing a
    new vector (documents ingested during the fill) are embedded, then the setting changes and the
    documents record the new embedder. Ingestion's store step reads the active embedder under a share
-   lock on the same row (:func:`documents.ingestion.active_embedder_locked`), so a document is
+   lock on the same row (:func:`documents.chunkstore.active_embedder_locked`), so a document is
    stored either before the switch (and filled here) or after it (with the new embedder's vectors):
    no chunk is ever left without a vector of the active embedder.
 3. *Clean up*: after the commit, the tenant's vectors of other embedders are deleted.

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from documents.chunking import chunk_pages
+from documents.chunkstore import chunks_replace
 from documents.embeddings import tenant_embedder
 from documents.extraction import PageText
-from documents.ingestion import chunks_replace
 from documents.models import Document
 
 
