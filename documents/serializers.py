@@ -125,13 +125,15 @@ class DocumentSerializer(serializers.ModelSerializer):
             "attempts": task.attempts,
         }
 
+    # A ready document's ingestion is done, even in the moment between the commit that made it ready
+    # (with its chunks) and the task row's completion right after it.
     def get_progress(self, document: Document) -> int:
-        if document.task is None:
+        if document.status == Document.Status.READY or document.task is None:
             return 100 if document.status == Document.Status.READY else 0
         return document.task.progress
 
     def get_stage(self, document: Document) -> str:
-        if document.task is None:
+        if document.status == Document.Status.READY or document.task is None:
             return "done" if document.status == Document.Status.READY else ""
         return document.task.stage
 

@@ -277,3 +277,13 @@ def test_document_endpoints_require_authentication(anon_api: APIClient, uploaded
 def test_unknown_document_is_404(api: APIClient) -> None:
     assert_envelope(api.get(DOCUMENTS_URL + "00000000-0000-0000-0000-000000000000/"), 404, "not_found")
     assert_envelope(api.get(DOCUMENTS_URL + "not-a-uuid/"), 404)
+
+
+def test_a_ready_document_reads_done_even_before_its_task_row_completes(api: APIClient, uploaded: Any) -> None:
+    """The worker commits "ready" with the chunks, then completes the task row: no "ready at 95 %"."""
+    document = uploaded()
+    Task.objects.filter(pk=document.task_id).update(status=Task.Status.PROCESSING, progress=95, stage="storing")
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.READY)
+    body = api.get(f"{DOCUMENTS_URL}{document.pk}/").json()
+    assert (body["status"], body["progress"], body["stage"]) == ("ready", 100, "done")
+    assert body["task"]["progress"] == 95  # the row itself is shown as it is
