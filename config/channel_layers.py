@@ -148,6 +148,17 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
             self._seen.popitem(last=False)
         return True
 
+    async def _get_or_create_channel_advisory_lock(self, channel: str) -> bool:
+        """The library takes a session-level advisory lock for every channel a process receives on, so
+        that one process handles each; it is never released, and each socket's channel is a new one:
+        the locks pile up in PostgreSQL's shared lock table (a few thousand slots) until every query
+        that needs a lock fails. A process-specific channel (``prefix.<client prefix>!...``, what every
+        consumer and the probe use) is received only by the process that made it: no lock is needed."""
+        if "!" in channel and channel.split("!", 1)[0].endswith(self.client_prefix):
+            self._channel_advisory_locks[channel] = True
+            return True
+        return await super()._get_or_create_channel_advisory_lock(channel)
+
     async def probe(self, timeout: float) -> None:
         """Send a message to this process's probe channel and receive it back within ``timeout`` seconds.
 

@@ -54,3 +54,34 @@ def test_readiness_is_steady_on_an_idle_server_and_recovers_when_the_listener_di
             if statuses[-3:] == [200, 200, 200]:
                 break
         assert statuses[-3:] == [200, 200, 200], statuses
+
+
+def _advisory_locks(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_sockets_and_probes_do_not_pile_up_advisory_locks(user: Any, tmp_path: Path) -> None:
+    """channels_postgres locks every channel it receives on for the rest of the session; every socket is
+    a new channel, so the locks would fill PostgreSQL's shared lock table on a long-running server."""
+    from websockets.sync.client import connect
+
+    from accounts.authentication import tokens_for_user
+
+    env = build_subprocess_env(LOG_LEVEL="WARNING")
+    env.pop("REDIS_URL", None)
+    token = tokens_for_user(user)["access"]
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        assert httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200
+        before = _advisory_locks(env["DATABASE_URL"])
+        for _ in range(15):
+            with connect(base.replace("http://", "ws://") + f"/ws/chat/?token={token}", open_timeout=10) as ws:
+                ws.send('{"type": "ping"}')
+                assert "pong" in ws.recv(timeout=10)
+            assert httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200
+        after = _advisory_locks(env["DATABASE_URL"])
+    assert after - before < 3, (before, after)
