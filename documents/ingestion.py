@@ -338,7 +338,16 @@ def _store(
             # The tenant switched embedders while this document was embedded: its searches now read
             # the new embedder's vectors only, so store those (the switch waits for this transaction).
             embedder = get_embedder(active)
-            vectors = embedder.embed([chunk.text for chunk in chunks]).vectors
+            again = embedder.embed([chunk.text for chunk in chunks])
+            vectors = again.vectors
+            if embedder.metered:
+                usage_record(
+                    tenant=document.tenant,
+                    user=document.owner,
+                    kind="embedding",
+                    model=embedder.model,
+                    embedding_tokens=again.tokens,
+                )
         count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
         _set_status(
             document,
