@@ -40,12 +40,16 @@ def user_from_access_token(raw: str) -> User:
     return session_from_access_token(raw).user
 
 
+# Authorization schemes another authentication class handles (integrations.authentication: API keys).
+OTHER_SCHEMES = (b"Api-Key",)
+
+
 class TenantJWTAuthentication(JWTAuthentication):
     """Bearer JWT whose ``tenant`` claim must match ``request.tenant``."""
 
     def authenticate(self, request: Request) -> tuple[User, Any] | None:
         header = self.get_header(request)
-        if header is None:
+        if header is None or header.split(b" ", 1)[0] in OTHER_SCHEMES:
             return None
         raw = self.get_raw_token(header)
         if raw is None:

@@ -29,7 +29,9 @@ class EmailTenantBackend(ModelBackend):
         email = (email or username or "").strip().lower()
         if not email or password is None:
             return None
-        user = User.objects.filter(email=email, tenant=tenant).select_related("tenant").first()
+        user = (
+            User.objects.filter(email=email, tenant=tenant, is_service_account=False).select_related("tenant").first()
+        )
         if user is None:
             User().set_password(password)  # same work whether or not the user exists
             return None

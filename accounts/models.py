@@ -64,6 +64,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     email_verified = models.BooleanField(default=False)
     # In every token; bumped (accounts.services.user_revoke_tokens) to refuse all tokens issued before.
     token_version = models.PositiveIntegerField(default=0, editable=False)
+    # An API key's account (integrations.APIKey.user): no password, never signs in, hidden from people lists.
+    is_service_account = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,10 +14,15 @@ def normalize_email(email: str) -> str:
 
 
 def user_get_by_email(*, tenant: Tenant | None, email: str) -> User | None:
-    """The user of ``tenant`` with ``email`` (active or not), or None."""
-    return User.objects.for_tenant(tenant).filter(email=normalize_email(email)).select_related("tenant").first()
+    """The person of ``tenant`` with ``email`` (active or not), or None. API keys' accounts are not people."""
+    return (
+        User.objects.for_tenant(tenant)
+        .filter(email=normalize_email(email), is_service_account=False)
+        .select_related("tenant")
+        .first()
+    )
 
 
 def tenant_active_admins(*, tenant: Tenant | None) -> QuerySet[User]:
-    """The active admins of ``tenant``."""
-    return User.objects.for_tenant(tenant).filter(role=User.Role.ADMIN, is_active=True)
+    """The active admins of ``tenant`` (people: an ``admin`` API key does not keep a tenant administered)."""
+    return User.objects.for_tenant(tenant).filter(role=User.Role.ADMIN, is_active=True, is_service_account=False)

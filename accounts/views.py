@@ -301,7 +301,7 @@ class PasswordResetConfirmView(PublicAuthView):
 class UserViewSet(TenantScopedViewSet):
     """Tenant admins manage their tenant's users; a tenant always keeps one active admin (409 otherwise)."""
 
-    queryset = User.objects.select_related("tenant").order_by("email")
+    queryset = User.objects.filter(is_service_account=False).select_related("tenant").order_by("email")
     serializer_class = UserSerializer
     permission_classes = [IsAuthenticated, IsTenantAdmin]
     filterset_fields = ["role", "is_active"]

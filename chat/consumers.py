@@ -35,9 +35,16 @@ frames (not JSON, not an object, unknown type, empty or oversized content, ids t
 connection), ``quota_exceeded`` (with ``details.retry_after``) and upstream failures. The connection
 stays open after an error event.
 
-Close codes: 4401 missing, bad, expired or revoked token (checked before every frame; a password
-change, deactivation, role change, logout or logout-all closes open sockets at once); 4403 inactive
-user or tenant.
+API keys (``integrations``) authenticate without putting the key in the URL: either offer the
+subprotocols ``["documind", "apikey.<key>"]`` (``Sec-WebSocket-Protocol``; the server answers
+``documind``, never echoing the key), or connect bare and send ``{"type": "auth", "api_key": "<key>"}``
+as the first frame within ``CHAT_SOCKET_AUTH_SECONDS`` (answered by ``{"type": "auth.ok"}``). A key
+needs the ``chat`` scope for ``chat.*`` frames (else an ``insufficient_scope`` error event); a key
+revoked or expired while connected closes the socket with 4401 at its next frame.
+
+Close codes: 4401 missing, bad, expired or revoked token or key (checked before every frame; a
+password change, deactivation, role change, logout or logout-all closes open sockets at once);
+4403 inactive user or tenant.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ from chat.services import UNSET
 from chat.turns import prepare_turn
 from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from config.request_id import new_request_id, reset_request_id, set_request_id
+from integrations.keys import api_key_recheck, api_key_verify
+from integrations.models import Scope
 from tasks.events import user_group
 
 logger = logging.getLogger(__name__)
@@ -71,15 +80,27 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 FORBIDDEN_CODES = {"user_inactive", "tenant_inactive"}
+SUBPROTOCOL = "documind"
+KEY_SUBPROTOCOL_PREFIX = "apikey."
+KEY_FRAMES = {"chat.message", "chat.cancel", "chat.resume"}  # need the ``chat`` scope
 
 
 def max_frame_chars() -> int:
     return max(64 * 1024, settings.CHAT_MAX_MESSAGE_CHARS * 2 + 8192)
 
 
-def _token(scope: dict[str, Any]) -> str:
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
-    return (query.get("token") or [""])[0]
+def _token(scope: dict[str, Any]) -> str | None:
+    """The ``token`` query parameter: None when absent, ``""`` when present but empty."""
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get("token")
+    return values[0] if values else None
+
+
+def _subprotocol_key(scope: dict[str, Any]) -> str | None:
+    for value in scope.get("subprotocols") or []:
+        if value.startswith(KEY_SUBPROTOCOL_PREFIX):
+            return value[len(KEY_SUBPROTOCOL_PREFIX) :]
+    return None
 
 
 def _auth_code(exc: AuthenticationFailed) -> str:
@@ -104,34 +125,110 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One user's chat socket: authenticated in ``connect()``, no business logic of its own."""
 
     user: Any = None
+    session: Any = None  # the access token's session (None for API key sockets)
+    api_key: Any = None  # the integrations.APIKey when a key authenticated the socket
+    awaiting_auth = False  # a bare connection waiting for its first-frame ``auth``
+    auth_timer: asyncio.Task[None] | None = None
     closed_for: int | None = None  # the close code once the server closed this socket
 
     # --- connection --------------------------------------------------------------------------
     async def connect(self) -> None:
-        """Authenticate the ``token`` query parameter before accepting; join the user's event group."""
+        """Authenticate (token, key subprotocol, or a first ``auth`` frame) before serving; join the group."""
+        offered = self.scope.get("subprotocols") or []
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        raw_key = _subprotocol_key(self.scope)
+        token = _token(self.scope)
+        if raw_key is None and token is None:
+            # Wait for {"type": "auth", "api_key": ...}: keys never travel in URLs (logs, proxies).
+            await self.accept(subprotocol=subprotocol)
+            self.awaiting_auth = True
+            self.auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
+            return
         try:
-            session = await db.run(session_from_access_token, raw=_token(self.scope))
+            if raw_key is not None:
+                key = await db.run(api_key_verify, raw=raw_key)
+                user = key.user
+                user.tenant = key.tenant
+                self.api_key = key
+            else:
+                self.session = await db.run(session_from_access_token, raw=token or "")
+                user = self.session.user
         except AuthenticationFailed as exc:
             # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
             reason = _auth_code(exc)
             code = CLOSE_FORBIDDEN if reason in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
             client = self.scope.get("client") or ("", 0)
             logger.warning("websocket_refused", extra={"reason": reason, "close_code": code, "client_ip": client[0]})
-            await self.accept()
+            await self.accept(subprotocol=subprotocol)
             await self.close(code=code)
             return
-        user = session.user
-        self.session = session
+        await self._start(user)
+        await self.accept(subprotocol=subprotocol)
+
+    async def _start(self, user: Any) -> None:
         self.user, self.tenant = user, user.tenant
         self.group = user_group(user.pk)
         self.streaming_id: str | None = None  # the answer this connection streams
         self.forwarder: asyncio.Task[None] | None = None
         self.frame_times: deque[float] = deque()
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(settings.CHAT_SOCKET_AUTH_SECONDS)
+        if self.awaiting_auth:
+            self.awaiting_auth = False
+            self.closed_for = CLOSE_UNAUTHENTICATED
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def _authenticate_frame(self, text_data: str | None) -> None:
+        """The first frame of a bare connection: ``{"type": "auth", "api_key": ...}`` or a 4401 close."""
+        self.awaiting_auth = False
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+        try:
+            frame = json.loads(text_data or "")
+        except ValueError:
+            frame = None
+        raw = frame.get("api_key") if isinstance(frame, dict) and frame.get("type") == "auth" else None
+        try:
+            if not isinstance(raw, str):
+                raise AuthenticationFailed("The first frame must be {'type': 'auth', 'api_key': ...}.")
+            key = await db.run(api_key_verify, raw=raw)
+        except AuthenticationFailed as exc:
+            code = CLOSE_FORBIDDEN if _auth_code(exc) in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
+            self.closed_for = code
+            await self.close(code=code)
+            return
+        user = key.user
+        user.tenant = key.tenant
+        self.api_key = key
+        await self._start(user)
+        await self.send_json({"type": "auth.ok", "scopes": list(key.scopes)})
+
+    async def _key_live(self) -> bool:
+        """A key socket's key is still usable (revoked or expired meanwhile: close 4401)."""
+        try:
+            self.api_key = await db.run(api_key_recheck, key_id=self.api_key.pk)
+        except AuthenticationFailed:
+            self.closed_for = CLOSE_UNAUTHENTICATED
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return False
+        return True
+
+    async def _check_key(self, frame_type: str) -> bool:
+        """For key sockets: the ``chat`` scope for chat frames (an ``insufficient_scope`` error event)."""
+        if self.api_key is None:
+            return True
+        if frame_type in KEY_FRAMES and not self.api_key.has_scope(Scope.CHAT):
+            raise DomainError(
+                "This API key lacks the 'chat' scope.", code="insufficient_scope", details={"required": "chat"}
+            )
+        return True
 
     async def disconnect(self, code: int) -> None:
         """Leave the group; an answer being generated carries on and is saved."""
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
         if self.user is None:
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -141,6 +238,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- frames ------------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Parse and route one client frame; every failure becomes an ``error`` event."""
+        if self.awaiting_auth:
+            await self._authenticate_frame(text_data)
+            return
         if self.user is None or self.closed_for:
             return
         if not await self._session_live():
@@ -166,6 +266,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if frame["type"] != "chat.cancel":
                 self._count_frame()
             handler = self.frame_handlers.get(frame["type"])
+            if handler is not None and not await self._check_key(frame["type"]):
+                return
             if handler is None:
                 raise ValidationFailed(
                     f"Unknown frame type {frame['type'][:50]!r}.",
@@ -202,7 +304,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def _session_live(self) -> bool:
-        """Whether the token this socket opened with is still honoured; closes 4401 (revoked) or 4403 when not."""
+        """Whether the token (or API key) this socket opened with is still honoured; closes 4401
+        (revoked) or 4403 when not."""
+        if self.api_key is not None:
+            return await self._key_live()
         problem = await db.run(
             access_session_problem,
             user_id=self.user.pk,
@@ -337,6 +442,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def auth_revoked(self, event: dict[str, Any]) -> None:
         """The user's tokens (all, or this sign-in's ``family``) were revoked: close with 4401."""
+        if self.api_key is not None:  # a person's sign-ins, not this key's account
+            return
         if self.closed_for or (event.get("family") and event["family"] != self.session.family):
             return
         self.closed_for = CLOSE_UNAUTHENTICATED

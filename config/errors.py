@@ -196,6 +196,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     )
     if isinstance(exc, exceptions.AuthenticationFailed) and getattr(exc, "get_codes", None):
         code = "authentication_failed"
+    code = getattr(exc, "envelope_code", None) or code  # a subclass naming its own type (insufficient_scope)
     detail = getattr(exc, "detail", None)
     if isinstance(exc, exceptions.ValidationError):
         details = {"fields": detail} if isinstance(detail, dict) else {"non_field_errors": detail}

@@ -1,7 +1,8 @@
 """Rate limiting for every API view, through django-ratelimit and the shared cache.
 
 One DRF throttle class (in ``DEFAULT_THROTTLE_CLASSES``) asks django-ratelimit whether the request
-is over its limit: per user when authenticated, per client IP otherwise. Views declare stricter limits
+is over its limit: per API key for keys (at the key's own ``rate_limit_per_minute`` when it has one),
+per user when authenticated, per client IP otherwise. Views declare stricter limits
 with ``ratelimit_rate = "10/m"`` (and optionally ``ratelimit_group``). Counts live in Django's cache,
 which is Redis in the distributed mode, so the limit holds across processes.
 """
@@ -16,8 +17,16 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 
+def _api_key(request: Any) -> Any:
+    auth = getattr(request, "auth", None)
+    return auth if getattr(auth, "is_api_key", False) else None
+
+
 def client_key(group: str, request: Any) -> str:
-    """``user:<id>`` for authenticated requests, ``ip:<addr>`` for anonymous ones."""
+    """``key:<id>`` for API keys, ``user:<id>`` for authenticated requests, ``ip:<addr>`` for anonymous ones."""
+    key = _api_key(request)
+    if key is not None:
+        return f"key:{key.pk}"
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.pk}"
@@ -38,6 +47,9 @@ class RateLimitThrottle(BaseThrottle):
         group = getattr(view, "ratelimit_group", None) or (
             f"{type(view).__module__}.{type(view).__name__}" if rate else "api-default"
         )
+        key = _api_key(request)
+        if key is not None and key.rate_limit_per_minute and not getattr(view, "ratelimit_rate", None):
+            rate, group = f"{key.rate_limit_per_minute}/m", "api-key"
         usage = get_usage(
             request, group=group, key=client_key, rate=rate or f"{settings.RATELIMIT_PER_MINUTE}/m", increment=True
         )

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("tasks.urls")),
     path("", include("documents.urls")),
     path("", include("chat.urls")),
+    path("", include("integrations.urls")),
 ]
 
 urlpatterns = [

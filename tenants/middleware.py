@@ -16,6 +16,7 @@ import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_ratelimit.core import get_usage
+from rest_framework.exceptions import AuthenticationFailed
 
 from config.errors import DomainError, RateLimited, TenantInactive, TenantNotFound, TenantRequired, error_response
 from tenants.context import current_tenant
@@ -79,6 +80,20 @@ def resolve_tenant_limited(request: HttpRequest, value: str) -> Tenant:
         raise
 
 
+def tenant_from_api_key(request: HttpRequest) -> Tenant | None:
+    """The tenant an ``Authorization: Api-Key`` header implies (the key is verified, and kept on the request).
+
+    None without such a header; ``AuthenticationFailed`` for a bad, revoked or expired key.
+    """
+    from integrations.authentication import verified_key_for  # integrations builds on tenants
+    from integrations.keys import key_from_authorization
+
+    raw = key_from_authorization(request.headers.get("Authorization"))
+    if raw is None:
+        return None
+    return verified_key_for(request, raw).tenant
+
+
 class TenantMiddleware:
     """Sets ``request.tenant`` (or None) and the ``current_tenant`` context variable."""
 
@@ -90,11 +105,15 @@ class TenantMiddleware:
         tenant = None
         if needs_tenant(request.path) and request.method != "OPTIONS":
             try:
-                if not header:
-                    raise TenantRequired()
-                tenant = resolve_tenant_limited(request, header)
+                tenant = tenant_from_api_key(request) if not header else None
+                if tenant is None:
+                    if not header:
+                        raise TenantRequired()
+                    tenant = resolve_tenant_limited(request, header)
             except DomainError as exc:
                 return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+            except AuthenticationFailed as exc:
+                return error_response(401, "authentication_failed", str(exc.detail))
         request.tenant = tenant  # type: ignore[attr-defined]
         token = current_tenant.set(tenant)
         if tenant is not None:

@@ -2,7 +2,8 @@
 
 Quotas are daily token budgets (prompt + completion + embedding tokens, UTC calendar day) per tenant
 (tenant setting ``daily_token_quota``, default ``DEFAULT_TENANT_DAILY_TOKEN_QUOTA``) and per user
-(``user_daily_token_quota``, default ``DEFAULT_USER_DAILY_TOKEN_QUOTA``); ``0`` means unlimited.
+(``user_daily_token_quota``, default ``DEFAULT_USER_DAILY_TOKEN_QUOTA``); ``0`` means unlimited. An API
+key's service account counts as a user, with the key's own ``daily_token_quota`` when it has one.
 
 A chat answer *reserves* its estimate before the model is called (:func:`usage_reserve`: the
 prompt counted with tiktoken plus the answer budget) and the reservation is *reconciled* with the
@@ -94,8 +95,13 @@ def tenant_quota_limit(tenant: Tenant) -> int:
     return tenant_effective_settings(tenant=tenant)["daily_token_quota"]
 
 
-def user_quota_limit(tenant: Tenant) -> int:
-    """Each user's daily token quota in ``tenant``."""
+def user_quota_limit(tenant: Tenant, user: Any | None = None) -> int:
+    """The user's daily token quota: the tenant's per-user quota, or an API key's own for its account."""
+    if getattr(user, "is_service_account", False):
+        # The reverse one-to-one raises an AttributeError subclass when there is no key.
+        key_quota = getattr(getattr(user, "api_key", None), "daily_token_quota", None)
+        if key_quota is not None:
+            return int(key_quota)
     return tenant_effective_settings(tenant=tenant)["user_daily_token_quota"]
 
 
@@ -112,7 +118,7 @@ def quota_status(*, tenant: Tenant, user: Any | None, now: datetime | None = Non
     used = today.aggregate(**aggregates)
     quotas = [Quota("tenant", tenant_quota_limit(tenant), int(used["tenant"]), end)]
     if user is not None:
-        quotas.append(Quota("user", user_quota_limit(tenant), int(used["user"]), end))
+        quotas.append(Quota("user", user_quota_limit(tenant, user), int(used["user"]), end))
     return quotas
 
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "tasks",
     "documents",
     "chat",
+    "integrations",
 ]
 
 # The first three are async-capable, so under daphne static files are served without a thread hop
@@ -230,7 +231,10 @@ TASK_STALL_TIMEOUT_SECONDS = env.int("TASK_STALL_TIMEOUT_SECONDS", default=15 * 
 
 # --- REST framework, JWT, OpenAPI ------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TenantJWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.TenantJWTAuthentication",
+        "integrations.authentication.APIKeyAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -419,6 +423,7 @@ CHAT_CONTEXT_TOKENS = env.int("CHAT_CONTEXT_TOKENS", default=12000)
 CHAT_MAX_ANSWER_TOKENS = env.int("CHAT_MAX_ANSWER_TOKENS", default=1024)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_SOCKET_MESSAGES_PER_MINUTE = env.int("CHAT_SOCKET_MESSAGES_PER_MINUTE", default=20)
+CHAT_SOCKET_AUTH_SECONDS = env.float("CHAT_SOCKET_AUTH_SECONDS", default=10.0)  # first-frame auth deadline
 CHAT_TOP_K = env.int("CHAT_TOP_K", default=8)  # chunks retrieved per question
 CHAT_SAVE_INTERVAL_MS = env.int("CHAT_SAVE_INTERVAL_MS", default=250)  # a streaming answer is saved this often
 CHAT_STALE_STREAM_SECONDS = env.int("CHAT_STALE_STREAM_SECONDS", default=120)  # unsaved this long: interrupted

@@ -46,6 +46,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
 # Tests embed with the fast lexical provider; those about the local model ask for it by name.
 EMBEDDING_PROVIDER = env.str("EMBEDDING_PROVIDER", default="hashing")
+CHAT_SOCKET_AUTH_SECONDS = 2.0  # a bare socket that never sends its auth frame is closed sooner
 
 # pytest-django runs against "test_<name>"; the PostgreSQL channel layer must use that database too.
 if CHANNEL_LAYERS["default"]["BACKEND"].endswith("PostgresChannelLayer") and not os.environ.get(
