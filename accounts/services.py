@@ -33,6 +33,7 @@ from accounts.exceptions import InvalidCredentials, InvalidToken, SignupClosed, 
 from accounts.models import User
 from accounts.selectors import normalize_email, tenant_active_admins, user_get_by_email
 from accounts.tokens import TokenRefused, tokens_for_user, tokens_logout, tokens_rotate, user_revoke_tokens
+from audit.services import audit_code_request, audit_record, audit_sign_in
 from config.errors import Conflict, ValidationFailed
 from tenants.models import Tenant
 from tenants.selectors import tenant_signup_allowed
@@ -128,6 +129,7 @@ def user_update_profile(*, user: User, full_name: str | None = None) -> User:
 # --- e-mail codes ----------------------------------------------------------------------------
 
 
+@audit_code_request("sign_in")
 def auth_request_code(*, tenant: Tenant, email: str) -> None:
     """E-mail a sign-in code when ``email`` may sign in: an active user, or anyone where sign-up is open.
 
@@ -145,6 +147,7 @@ def auth_request_code(*, tenant: Tenant, email: str) -> None:
     )
 
 
+@audit_sign_in("code")
 def auth_verify_code(*, tenant: Tenant, email: str, code: str) -> tuple[User, bool]:
     """Sign in with an e-mailed code: ``(user, created)``; the e-mail counts as verified.
 
@@ -186,6 +189,7 @@ def _sign_in_with_verified_email(*, tenant: Tenant, email: str) -> tuple[User, b
 # --- passwords -------------------------------------------------------------------------------
 
 
+@audit_sign_in("password")
 def auth_login(*, tenant: Tenant, email: str, password: str, request: Any = None) -> User:
     """The active user of ``tenant`` with this e-mail and password, or ``InvalidCredentials`` (401)."""
     user = authenticate(request, email=normalize_email(email), password=password, tenant=tenant)
@@ -195,7 +199,6 @@ def auth_login(*, tenant: Tenant, email: str, password: str, request: Any = None
     return user
 
 
-@transaction.atomic
 def user_change_password(*, user: User, old_password: str, new_password: str) -> dict[str, str]:
     """Change the password (the old one is required) and end every other session.
 
@@ -203,17 +206,21 @@ def user_change_password(*, user: User, old_password: str, new_password: str) ->
     current session going.
     """
     if not user.check_password(old_password):
+        audit_record(action="auth.password_change_failed", target=user, details={"reason": "wrong_old_password"})
         raise ValidationFailed(
             "old_password: The current password is not correct.",
             details={"fields": {"old_password": ["The current password is not correct."]}},
         )
     _check_password_strength(new_password, user, field="new_password")
-    user.set_password(new_password)
-    user.save(update_fields=["password", "updated_at"])
-    user_revoke_tokens(user=user)
+    with transaction.atomic():  # not around the check above: its audit row must survive the refusal
+        user.set_password(new_password)
+        user.save(update_fields=["password", "updated_at"])
+        user_revoke_tokens(user=user)
+        audit_record(action="auth.password_changed", target=user)
     return tokens_for_user(user)
 
 
+@audit_code_request("password_reset")
 def password_reset_request(*, tenant: Tenant, email: str) -> None:
     """E-mail a reset code to an active user with this address; silently nothing otherwise.
 
@@ -231,6 +238,7 @@ def password_reset_request(*, tenant: Tenant, email: str) -> None:
     )
 
 
+@audit_sign_in("reset_code", success="auth.password_reset", failure="auth.password_reset_failed")
 def password_reset_confirm(*, tenant: Tenant, email: str, code: str, new_password: str) -> User:
     """Set a new password with an e-mailed reset code; every session of the user ends.
 
@@ -287,6 +295,7 @@ def user_invite(
     user = user_create(tenant=tenant, email=email, role=role, full_name=full_name)
     inviter = (invited_by.full_name or invited_by.email) if invited_by else ""
     send_invitation_email(tenant=tenant, email=user.email, role=user.get_role_display(), invited_by=inviter)
+    audit_record(action="user.invited", tenant=tenant, target=user, details={"role": user.role})
     return user
 
 
@@ -323,7 +332,7 @@ def user_update(
     if role is not None and role not in User.Role.values:
         raise ValidationFailed(f"role: {role!r} is not a role.", details={"fields": {"role": ["Not a valid role."]}})
     user = user_check_keeps_an_admin(tenant=tenant, user=user, role=role, is_active=is_active)
-    user_role_before = user.role
+    user_role_before, before_active = user.role, user.is_active
     fields = ["updated_at"]
     if role is not None:
         user.role = role
@@ -338,6 +347,14 @@ def user_update(
     user.save(update_fields=fields)
     if is_active is False or role_changed:
         user_revoke_tokens(user=user)  # the old tokens said another role, or the account is off
+    if user.role != user_role_before:
+        audit_record(
+            action="user.role_changed", tenant=tenant, target=user, details={"from": user_role_before, "to": user.role}
+        )
+    if user.is_active != before_active:
+        audit_record(
+            action="user.deactivated" if not user.is_active else "user.reactivated", tenant=tenant, target=user
+        )
     return user
 
 

@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("documents.urls")),
     path("", include("chat.urls")),
     path("", include("integrations.urls")),
+    path("", include("audit.urls")),
 ]
 
 urlpatterns = [

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.services import audit_record
 from config.errors import Conflict
 from documents.models import Document, Project
 from documents.uploads import check_pdf_upload
@@ -176,6 +177,7 @@ def document_delete(*, document: Document) -> None:
     if locked is None:
         return
     _cancel_active_task(locked)
+    audit_record(action="document.deleted", tenant=locked.tenant, target=locked, details={"sha256": locked.sha256})
     locked.delete()
 
 

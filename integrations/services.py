@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.services import audit_record
 from config.errors import Conflict, ValidationFailed
 from integrations.keys import generate_key
 from integrations.models import APIKey, Scope
@@ -89,6 +90,12 @@ def api_key_create(
             )
     except IntegrityError as exc:  # a concurrent create with the same name
         raise Conflict("An API key with this name already exists.") from exc
+    audit_record(
+        action="api_key.created",
+        tenant=tenant,
+        target=key,
+        details={"scopes": scopes, "prefix": prefix, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
     return key, raw
 
 
@@ -100,4 +107,5 @@ def api_key_revoke(*, key: APIKey) -> APIKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
         User.objects.filter(pk=key.user_id).update(is_active=False)
+        audit_record(action="api_key.revoked", tenant=key.tenant, target=key, details={"prefix": key.prefix})
     return key

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from audit.services import audit_record
 from config.errors import Conflict, ValidationFailed
 from tenants.models import Tenant
 from tenants.serializers import clean_tenant_settings
@@ -115,10 +116,26 @@ def tenant_update(*, tenant: Tenant, name: str | None = None, settings: dict[str
             )
         locked.name = name
         fields.append("name")
+    before = {"name": locked.name, "settings": dict(locked.settings or {})}
     if settings is not None:
         locked.settings = _settings_or_error(settings, dict(locked.settings or {}))
         fields.append("settings")
     locked.save(update_fields=fields)
+    changed = sorted(
+        k
+        for k in set(before["settings"]) | set(locked.settings or {})
+        if before["settings"].get(k) != (locked.settings or {}).get(k)
+    )
+    if changed or before["name"] != locked.name:
+        audit_record(
+            action="tenant.settings_changed",
+            tenant=locked,
+            target=locked,
+            details={
+                "settings_changed": changed,
+                **({"name": [before["name"], locked.name]} if before["name"] != locked.name else {}),
+            },
+        )
     return locked
 
 
@@ -135,4 +152,6 @@ def tenant_set_active(*, tenant: Tenant, active: bool) -> bool:
         .update(is_active=active, updated_at=timezone.now())
     )
     tenant.is_active = active
+    if changed:
+        audit_record(action="tenant.activated" if active else "tenant.deactivated", tenant=tenant, target=tenant)
     return bool(changed)

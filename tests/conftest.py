@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from accounts.authentication import tokens_for_user
 from accounts.models import User
 from tenants.models import Tenant
+from tests.api_keys import make_key  # noqa: F401  (fixture: API keys through the real service)
 from tests.factories import TenantFactory, UserFactory
 from tests.fake_openai import fake_openai, fake_openai_server  # noqa: F401  (fixtures: a fake OpenAI-compatible server)
 from tests.subprocesses import celery_worker_proc, start_celery_worker, subprocess_env  # noqa: F401  (fixtures: worker and child processes on the test database)

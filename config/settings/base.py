@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "documents",
     "chat",
     "integrations",
+    "audit",
 ]
 
 # The first three are async-capable, so under daphne static files are served without a thread hop
@@ -80,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
+    "audit.context.AuditContextMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes wants: the admin login's lockout answer
 ]
 
@@ -226,6 +228,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
 CELERY_BEAT_SCHEDULE = {
     "tasks-watchdog": {"task": "tasks.watchdog", "schedule": 60.0},
+    "audit-purge": {"task": "audit.purge", "schedule": 24 * 3600.0},
 }
 TASK_STALL_TIMEOUT_SECONDS = env.int("TASK_STALL_TIMEOUT_SECONDS", default=15 * 60)
 
@@ -429,6 +432,9 @@ CHAT_SAVE_INTERVAL_MS = env.int("CHAT_SAVE_INTERVAL_MS", default=250)  # a strea
 CHAT_STALE_STREAM_SECONDS = env.int("CHAT_STALE_STREAM_SECONDS", default=120)  # unsaved this long: interrupted
 CHAT_DB_THREADS = env.int("CHAT_DB_THREADS", default=2)  # the chat sockets' database threads (see chat.db)
 TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default=str(VAR_DIR / "tiktoken"))
+
+# --- Audit log -------------------------------------------------------------------------------
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)  # 0 keeps rows forever
 
 # --- Quotas ----------------------------------------------------------------------------------
 DEFAULT_TENANT_DAILY_TOKEN_QUOTA = env.int("DEFAULT_TENANT_DAILY_TOKEN_QUOTA", default=2_000_000)

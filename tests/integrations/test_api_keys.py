@@ -14,8 +14,8 @@ from django.utils import timezone
 from accounts.models import User
 from integrations.keys import hash_key
 from integrations.models import APIKey
+from tests.api_keys import key_client
 from tests.crosstenant import assert_envelope, assert_isolated_resource
-from tests.integrations.conftest import key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -174,6 +174,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, str | None]] = [
     ("get", "/api/v1/users/", None, "admin"),
     ("patch", "/api/v1/tenant/", {"name": "Renamed"}, "admin"),
     ("get", "/api/v1/api-keys/", None, "admin"),
+    ("get", "/api/v1/audit/", None, "admin"),
     ("get", "/api/v1/tenant/", None, "*"),
     ("get", "/api/v1/usage/", None, "*"),
     ("get", "/api/v1/auth/me", None, "*"),

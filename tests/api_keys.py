@@ -1,4 +1,4 @@
-"""Integration fixtures: API keys made through the real service, clients that send them."""
+"""API key fixtures for the whole suite: keys made through the real service, clients that send them."""
 
 from __future__ import annotations
 
