@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chat.models import ChatSession, Message
 from config.errors import NotFound, ValidationFailed
+from integrations.webhooks import chat_message_webhook_data, webhook_emit
 from tenants.models import Tenant
 from tenants.selectors import tenant_effective_settings
 
@@ -237,6 +238,14 @@ def message_finish(
         updated_at=timezone.now(),
     )
     ChatSession.objects.filter(pk=session_id).update(updated_at=timezone.now())
+    if status == Message.Status.COMPLETED:
+        message = Message.objects.select_related("session", "tenant").filter(pk=message_id).first()
+        if message is not None:
+            webhook_emit(
+                tenant=message.tenant,
+                event_type="chat.message.completed",
+                data=chat_message_webhook_data(message),
+            )
 
 
 def message_mark_interrupted(*, message_id: uuid.UUID) -> int:

@@ -75,7 +75,8 @@ def add_error_envelope_and_tenant_header(
     """Post-processing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``).
 
     A tenant-scoped operation's security is ``bearerAuth`` AND ``tenantHeader`` (or ``tenantHeader``
-    alone where the token is optional, as on the sign-in endpoints).
+    alone where the token is optional, as on the sign-in endpoints), or ``apiKeyAuth`` alone where
+    API keys are allowed.
     """
     from tenants.middleware import needs_tenant
 
@@ -98,7 +99,11 @@ def add_error_envelope_and_tenant_header(
                     continue
                 responses.setdefault(code, _error_response(description))
             requirements = operation.get("security") or [{}]
-            operation["security"] = [{**requirement, "tenantHeader": []} for requirement in requirements]
+            # An API key implies its tenant (integrations.authentication): X-Tenant-ID is optional with it.
+            operation["security"] = [
+                requirement if "apiKeyAuth" in requirement else {**requirement, "tenantHeader": []}
+                for requirement in requirements
+            ]
     return result
 
 

@@ -45,7 +45,9 @@ from documents.chunkstore import active_embedder_locked, chunks_replace
 from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name
 from documents.extraction import PageText, PdfError, PdfExtractor, get_extractor
 from documents.models import Document
+from integrations.webhooks import announce_document
 from tasks import events
+from tasks.ledger import error_type_of
 from tasks.models import Task
 from tasks.tracking import TaskCancelled, report_progress
 from tenants.usage import usage_record
@@ -127,6 +129,17 @@ def document_status_event(task: Task) -> events.DocumentStatusEvent | None:
         error=ingestion_error(task),
         timings=task.timings,
     )
+
+
+def _announce(document: Document, error: dict[str, Any] | None = None) -> None:
+    """``document.ready`` / ``document.failed`` webhooks (queued with the transition, sent after commit)."""
+    announce_document(document, error=error)
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, TaskCancelled):
+        return dict(CANCELLED_ERROR)
+    return {"type": error_type_of(exc), "message": str(getattr(exc, "message", "") or exc) or type(exc).__name__}
 
 
 def _set_status(document: Document, status: str, **fields: Any) -> bool:
@@ -249,19 +262,22 @@ def document_ingest(
     assert document is not None
     try:
         return _run(document, task_row_id, extractor, embedder)
-    except (TaskCancelled, IngestionFailed, EmbeddingError):
-        _fail(document)
+    except (TaskCancelled, IngestionFailed, EmbeddingError) as exc:
+        _fail(document, _error_of(exc))
         raise
     except PdfError as exc:
-        _fail(document)
-        raise IngestionFailed(exc.code, exc.message) from exc
+        failure = IngestionFailed(exc.code, exc.message)
+        _fail(document, _error_of(failure))
+        raise failure from exc
     except SoftTimeLimitExceeded as exc:
-        _fail(document)
-        raise IngestionFailed("ingestion_timeout", "Ingestion took longer than the time limit.") from exc
+        failure = IngestionFailed("ingestion_timeout", "Ingestion took longer than the time limit.")
+        _fail(document, _error_of(failure))
+        raise failure from exc
     except Exception as exc:
         logger.exception("document_ingest_crashed", extra={"document_id": str(document.pk)})
-        _fail(document)
-        raise IngestionFailed("internal_error", f"Ingestion failed unexpectedly ({type(exc).__name__}).") from exc
+        failure = IngestionFailed("internal_error", f"Ingestion failed unexpectedly ({type(exc).__name__}).")
+        _fail(document, _error_of(failure))
+        raise failure from exc
 
 
 def _run(
@@ -358,12 +374,14 @@ def _store(
             embedding_dimensions=embedder.dimensions,
             processed_at=timezone.now(),
         )
+        _announce(document)
     return count
 
 
-def _fail(document: Document) -> None:
+def _fail(document: Document, error: dict[str, Any] | None = None) -> None:
     """processing → failed (the error itself is recorded on the task row by its base class)."""
     try:
-        _set_status(document, Document.Status.FAILED)
+        if _set_status(document, Document.Status.FAILED):
+            _announce(document, error)
     except Exception:
         logger.exception("document_fail_bookkeeping_failed", extra={"document_id": str(document.pk)})

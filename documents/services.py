@@ -16,6 +16,7 @@ from audit.services import audit_record
 from config.errors import Conflict
 from documents.models import Document, Project
 from documents.uploads import check_pdf_upload
+from integrations.webhooks import announce_document
 from tasks.ledger import publish_row
 from tasks.models import Task
 from tasks.services import task_cancel, task_create_background, task_enqueue
@@ -211,9 +212,16 @@ def document_ingestion_abandoned(*, task: Task) -> None:
     otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
     current task is ``task`` and that is still unfinished is touched.
     """
-    Document.objects.filter(task_id=task.pk, status__in=[Document.Status.PENDING, Document.Status.PROCESSING]).update(
-        status=Document.Status.FAILED, updated_at=timezone.now()
-    )
+    from documents.ingestion import ingestion_error
+
+    unfinished = [Document.Status.PENDING, Document.Status.PROCESSING]
+    for document in Document.objects.select_related("tenant").filter(task_id=task.pk, status__in=unfinished):
+        # The status condition again in the UPDATE: a run finishing meanwhile keeps its outcome.
+        if Document.objects.filter(pk=document.pk, status__in=unfinished).update(
+            status=Document.Status.FAILED, updated_at=timezone.now()
+        ):
+            document.status = Document.Status.FAILED
+            announce_document(document, error=ingestion_error(task))  # document.failed, after commit
 
 
 @transaction.atomic

@@ -74,3 +74,84 @@ class APIKey(TenantOwnedModel):
 
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
+
+
+class WebhookEvent(models.TextChoices):
+    DOCUMENT_READY = "document.ready", "A document finished ingesting"
+    DOCUMENT_FAILED = "document.failed", "A document's ingestion failed"
+    CHAT_MESSAGE_COMPLETED = "chat.message.completed", "A chat answer completed"
+    USAGE_QUOTA_REACHED = "usage.quota_reached", "A daily token quota was reached"
+    API_KEY_CREATED = "api_key.created", "An API key was created"
+    WEBHOOK_DISABLED = "webhook.disabled", "An endpoint was disabled after failing repeatedly"
+
+
+class WebhookEndpoint(TenantOwnedModel):
+    """Where a tenant wants events POSTed, signed with ``secret`` (Standard Webhooks, ``whsec_`` base64).
+
+    States: active → disabled (by its admin, or automatically after
+    ``WEBHOOK_DISABLE_AFTER_FAILURES`` deliveries in a row that failed every attempt); re-enabling
+    resets the failure count. The secret must be kept to sign, so it is stored as given; it is shown
+    once, at creation or rotation.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    events = ArrayField(models.CharField(max_length=64, choices=WebhookEvent.choices))
+    secret = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(TenantOwnedModel):
+    """One event for one endpoint, and how sending it went.
+
+    States: pending → succeeded (a 2xx) | retrying (an attempt failed, another is scheduled with
+    exponential backoff) → ... → failed (``WEBHOOK_MAX_ATTEMPTS`` attempts failed, or the URL is
+    refused). A redelivery is a new row with the same ``message_id`` (the ``webhook-id`` header, so
+    receivers can de-duplicate).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=64, db_index=True)
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    redelivery_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["endpoint", "-created_at"], name="integrations_delivery_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint_id} ({self.status})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from integrations.models import APIKey, Scope
+from integrations.models import APIKey, Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 
 class APIKeySerializer(serializers.ModelSerializer):
@@ -58,3 +58,65 @@ class APIKeyCreateSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     rate_limit_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=100_000)
     daily_token_quota = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10**12)
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    """An endpoint as listed: never its secret."""
+
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices))
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "url",
+            "description",
+            "events",
+            "is_active",
+            "disabled_reason",
+            "disabled_at",
+            "consecutive_failures",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
+    """At creation and rotation only: the signing secret (``whsec_...``)."""
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookEndpointInputSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices), min_length=1, max_length=20
+    )
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "message_id",
+            "event_type",
+            "status",
+            "attempts",
+            "response_code",
+            "response_excerpt",
+            "latency_ms",
+            "error",
+            "redelivery_of",
+            "created_at",
+            "last_attempt_at",
+            "next_attempt_at",
+            "delivered_at",
+            "payload",
+        ]
+        read_only_fields = fields

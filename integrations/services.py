@@ -11,8 +11,10 @@ from django.utils import timezone
 from accounts.models import User
 from audit.services import audit_record
 from config.errors import Conflict, ValidationFailed
+from integrations import netguard
 from integrations.keys import generate_key
-from integrations.models import APIKey, Scope
+from integrations.models import APIKey, Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.webhooks import enqueue_deliveries, new_secret, webhook_emit
 from tenants.models import Tenant
 
 SERVICE_EMAIL_DOMAIN = "api-keys.invalid"  # RFC 2606: never delivers, never collides with a person
@@ -96,6 +98,11 @@ def api_key_create(
         target=key,
         details={"scopes": scopes, "prefix": prefix, "expires_at": expires_at.isoformat() if expires_at else None},
     )
+    webhook_emit(
+        tenant=tenant,
+        event_type=WebhookEvent.API_KEY_CREATED,
+        data={"api_key_id": str(key.pk), "name": key.name, "prefix": key.prefix, "scopes": scopes},
+    )
     return key, raw
 
 
@@ -109,3 +116,114 @@ def api_key_revoke(*, key: APIKey) -> APIKey:
         User.objects.filter(pk=key.user_id).update(is_active=False)
         audit_record(action="api_key.revoked", tenant=key.tenant, target=key, details={"prefix": key.prefix})
     return key
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+def _checked_url(url: str) -> str:
+    """``url`` if it may be called now (resolved once here too), else a 400 on ``url``."""
+    try:
+        netguard.check_url(url)
+    except netguard.UnsafeURL as exc:
+        raise ValidationFailed(f"url: {exc}", details={"fields": {"url": [str(exc)]}, "reason": exc.code}) from exc
+    return url.strip()
+
+
+def _clean_events(events: list[str]) -> list[str]:
+    if not events:
+        raise ValidationFailed("events: at least one event is required.", details={"fields": {"events": ["Required."]}})
+    unknown = sorted(set(events) - set(WebhookEvent.values))
+    if unknown:
+        raise ValidationFailed(
+            f"events: unknown event {unknown[0]!r}.",
+            details={"fields": {"events": [f"Unknown event {e!r}." for e in unknown]}, "allowed": WebhookEvent.values},
+        )
+    return [e for e in WebhookEvent.values if e in set(events)]
+
+
+@transaction.atomic
+def webhook_endpoint_create(
+    *, tenant: Tenant, created_by: Any | None, url: str, events: list[str], description: str = ""
+) -> WebhookEndpoint:
+    """Register an endpoint (its URL checked against SSRF rules now and at every delivery)."""
+    endpoint = WebhookEndpoint.objects.create(
+        tenant=tenant,
+        url=_checked_url(url),
+        events=_clean_events(events),
+        description=description.strip(),
+        secret=new_secret(),
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+    audit_record(action="webhook.created", tenant=tenant, target=endpoint, details={"events": endpoint.events})
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndpoint:
+    """Change the URL, events, description or activity; re-enabling clears the failure run."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    fields = ["updated_at"]
+    if changes.get("url") is not None:
+        endpoint.url = _checked_url(changes["url"])
+        fields.append("url")
+    if changes.get("events") is not None:
+        endpoint.events = _clean_events(changes["events"])
+        fields.append("events")
+    if changes.get("description") is not None:
+        endpoint.description = changes["description"].strip()
+        fields.append("description")
+    if changes.get("is_active") is not None and changes["is_active"] != endpoint.is_active:
+        endpoint.is_active = changes["is_active"]
+        if endpoint.is_active:
+            endpoint.consecutive_failures, endpoint.disabled_at, endpoint.disabled_reason = 0, None, ""
+        else:
+            endpoint.disabled_at, endpoint.disabled_reason = timezone.now(), "Disabled by an admin."
+        fields += ["is_active", "consecutive_failures", "disabled_at", "disabled_reason"]
+    endpoint.save(update_fields=fields)
+    audit_record(
+        action="webhook.updated",
+        tenant=endpoint.tenant,
+        target=endpoint,
+        details={"changed": sorted(f for f in fields if f != "updated_at")},
+    )
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """A new signing secret, effective for the next attempt (the old one stops at once)."""
+    endpoint.secret = new_secret()
+    endpoint.save(update_fields=["secret", "updated_at"])
+    audit_record(action="webhook.secret_rotated", tenant=endpoint.tenant, target=endpoint)
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete an endpoint and its delivery records."""
+    audit_record(action="webhook.deleted", tenant=endpoint.tenant, target=endpoint)
+    endpoint.delete()
+
+
+@transaction.atomic
+def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again: a new row with the same message id and payload, queued after commit."""
+    if not delivery.endpoint.is_active:
+        raise Conflict("The endpoint is disabled; enable it first.", code="endpoint_disabled")
+    again = WebhookDelivery.objects.create(
+        tenant_id=delivery.tenant_id,
+        endpoint=delivery.endpoint,
+        message_id=delivery.message_id,
+        event_type=delivery.event_type,
+        payload=delivery.payload,
+        redelivery_of=delivery,
+    )
+    audit_record(
+        action="webhook.redelivered",
+        tenant=delivery.endpoint.tenant,
+        target=delivery.endpoint,
+        details={"delivery_id": str(delivery.pk), "new_delivery_id": str(again.pk)},
+    )
+    transaction.on_commit(lambda: enqueue_deliveries([str(again.pk)]))
+    return again

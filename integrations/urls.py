@@ -6,5 +6,6 @@ from integrations import views
 
 router = SimpleRouter(trailing_slash="/?")
 router.register("api-keys", views.APIKeyViewSet, basename="api-key")
+router.register("webhooks", views.WebhookEndpointViewSet, basename="webhook")
 
 urlpatterns = router.urls

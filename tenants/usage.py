@@ -14,6 +14,7 @@ quota together; a reservation whose answer never finished stays at its (conserva
 
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,11 +123,52 @@ def quota_status(*, tenant: Tenant, user: Any | None, now: datetime | None = Non
     return quotas
 
 
-def _raise_if_over(quotas: list[Quota], needed: int, now: datetime) -> None:
+def _announce_quota_reached(tenant: Tenant | None, user: Any | None, quota: Quota) -> None:
+    """``usage.quota_reached`` webhook, once per quota and day (a cache ``add`` decides who sends it).
+
+    The refusal that triggers it rolls back its transaction (the reservation is inside one), which
+    would take the delivery rows and the database cache's marker with it: inside a transaction the
+    announcement is made on a thread of its own, with its own connection, and committed there.
+    """
+    if tenant is None:
+        return
+    who = str(getattr(user, "pk", "")) if quota.scope == "user" else ""
+
+    def announce(own_connection: bool) -> None:
+        from django.core.cache import cache
+
+        from integrations.webhooks import webhook_emit  # integrations builds on tenants
+
+        try:
+            marker = f"webhook:quota_reached:{tenant.pk}:{quota.scope}:{who}:{quota.resets_at:%Y%m%d}"
+            try:
+                first = cache.add(marker, 1, timeout=int(timedelta(days=1).total_seconds()) + 3600)
+            except Exception:  # the cache is down: announce rather than stay silent
+                first = True
+            if first:
+                webhook_emit(
+                    tenant=tenant, event_type="usage.quota_reached", data={**quota.as_dict(), "user_id": who or None}
+                )
+        finally:
+            if own_connection:
+                connection.close()
+
+    if connection.in_atomic_block:
+        thread = threading.Thread(target=announce, args=(True,), name="quota-announce", daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+    else:
+        announce(False)
+
+
+def _raise_if_over(
+    quotas: list[Quota], needed: int, now: datetime, *, tenant: Tenant | None = None, user: Any | None = None
+) -> None:
     for quota in quotas:
         if quota.unlimited:
             continue
         if quota.used + needed > quota.limit:
+            _announce_quota_reached(tenant, user, quota)
             retry_after = max(1, int((quota.resets_at - now).total_seconds()) + 1)
             who = "your" if quota.scope == "user" else "your organisation's"
             raise QuotaExceeded(
@@ -141,7 +183,7 @@ def quota_check(*, tenant: Tenant, user: Any | None, needed: int = 1) -> list[Qu
     """Raise :class:`QuotaExceeded` (429, ``Retry-After`` until midnight UTC) unless ``needed`` tokens fit."""
     now = timezone.now()
     quotas = quota_status(tenant=tenant, user=user, now=now)
-    _raise_if_over(quotas, needed, now)
+    _raise_if_over(quotas, needed, now, tenant=tenant, user=user)
     return quotas
 
 

@@ -7,7 +7,8 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 
 PUBLIC = ["request-code", "verify-code", "register", "login", "refresh", "password/reset", "password/reset/confirm"]
-BEARER = [("logout", "post"), ("me", "get"), ("me", "patch"), ("password/change", "post")]
+BEARER = [("logout", "post"), ("me", "patch"), ("password/change", "post")]  # people only: API keys are refused
+BEARER_OR_KEY = [("me", "get")]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,11 @@ def test_public_auth_operations_need_no_bearer_but_a_tenant(schema):
 def test_other_operations_need_a_bearer(schema):
     for path, method in BEARER:
         assert operation(schema, f"auth/{path}", method)["security"] == [{"bearerAuth": [], "tenantHeader": []}], path
+    for path, method in BEARER_OR_KEY:
+        assert operation(schema, f"auth/{path}", method)["security"] == [
+            {"bearerAuth": [], "tenantHeader": []},
+            {"apiKeyAuth": []},  # the key implies the tenant
+        ], path
     for path, method in (
         ("tenant", "get"),
         ("tenant", "patch"),
@@ -40,7 +46,11 @@ def test_other_operations_need_a_bearer(schema):
         ("users/{id}", "patch"),
         ("users/{id}", "delete"),
     ):
-        assert operation(schema, path, method)["security"] == [{"bearerAuth": [], "tenantHeader": []}], (path, method)
+        # a person's bearer token, or an API key with the ``admin`` scope (which implies the tenant)
+        assert operation(schema, path, method)["security"] == [
+            {"bearerAuth": [], "tenantHeader": []},
+            {"apiKeyAuth": []},
+        ], (path, method)
 
 
 def test_shapes(schema):

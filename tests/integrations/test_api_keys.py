@@ -175,6 +175,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, str | None]] = [
     ("patch", "/api/v1/tenant/", {"name": "Renamed"}, "admin"),
     ("get", "/api/v1/api-keys/", None, "admin"),
     ("get", "/api/v1/audit/", None, "admin"),
+    ("get", "/api/v1/webhooks/", None, "admin"),
     ("get", "/api/v1/tenant/", None, "*"),
     ("get", "/api/v1/usage/", None, "*"),
     ("get", "/api/v1/auth/me", None, "*"),
