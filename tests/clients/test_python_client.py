@@ -1,0 +1,103 @@
+"""The Python client (clients/python) against the real server: daphne and a Celery worker on the
+test database. A person signs in and makes a key; a script with the key uploads and waits, searches,
+chats (JSON and the socket), keeps a to-do and reads its usage; scopes and revocation surface as
+``DocuMindError`` with the API's error types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from documind_client import DocuMind, DocuMindError
+
+from accounts.models import User
+from tests.documents.pdfs import make_pdf
+from tests.factories import TenantFactory, UserFactory
+from tests.subprocesses import build_subprocess_env, daphne_server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PASSWORD = "correct-horse-battery-1"
+PAGES = [
+    "Welcome to the handbook of the Lighthouse Company. It explains how we work.",
+    "Vacation policy. Every employee receives twenty-five days of paid vacation per year.",
+]
+
+
+@pytest.fixture
+def server(tmp_path: Path, celery_worker_proc: Any) -> Iterator[str]:
+    env = build_subprocess_env(EMBEDDING_PROVIDER="hashing", CHAT_PROVIDER="extractive", OPENAI_API_KEY="")
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        yield base
+
+
+@pytest.fixture
+def admin(db: Any) -> User:
+    tenant = TenantFactory(slug="lighthouse", name="Lighthouse")
+    return UserFactory(tenant=tenant, email="admin@lighthouse.test", role=User.Role.ADMIN)
+
+
+def test_a_script_with_an_api_key_does_its_work(server: str, admin: User) -> None:
+    with DocuMind(server, tenant="lighthouse") as person:
+        person.login(admin.email, PASSWORD)
+        assert person.me()["email"] == admin.email
+        created = person.create_api_key("nightly-import", ["documents:read", "documents:write", "search", "chat"])
+        raw = created["key"]
+        assert [k["name"] for k in person.list_api_keys()] == ["nightly-import"]
+        assert "key" not in person.list_api_keys()[0]
+
+    with DocuMind(server, api_key=raw) as script:  # no tenant: the key implies it
+        document = script.upload_and_wait(make_pdf(PAGES), filename="handbook.pdf", title="Handbook", timeout=90)
+        assert document["status"] == "ready" and document["chunk_count"] >= 1
+        hits = script.search("vacation days", top_k=3)
+        assert hits and hits[0]["document_id"] == document["id"]
+
+        session = script.create_session("HR")
+        answer = script.ask(session["id"], "How many vacation days do I get?")
+        assert "twenty-five" in answer["content"] and answer["citations"]
+
+        with script.socket() as ws:
+            events = list(ws.ask("How many days of paid vacation?", session_id=session["id"]))
+        assert events[0]["type"] == "chat.start" and events[-1]["type"] == "chat.end"
+        assert "twenty-five" in events[-1]["content"]
+        assert "".join(e["delta"] for e in events if e["type"] == "chat.token") == events[-1]["content"]
+
+        todo = script.create_todo("Re-run the import")
+        assert script.complete_todo(todo["id"])["status"] == "completed"
+        assert script.usage()["last_24h"]["requests"] >= 2
+        assert [m["role"] for m in script.messages(session["id"])][:2] == ["user", "assistant"]
+
+    with DocuMind(server, tenant="lighthouse") as person:
+        person.login(admin.email, PASSWORD)
+        person.revoke_api_key(created["id"])
+    with DocuMind(server, api_key=raw) as script, pytest.raises(DocuMindError) as revoked:
+        script.list_documents()
+    assert revoked.value.status == 401 and revoked.value.type == "authentication_failed"
+
+
+def test_scopes_and_bad_keys_surface_as_errors(server: str, admin: User) -> None:
+    with DocuMind(server, tenant="lighthouse") as person:
+        person.login(admin.email, PASSWORD)
+        reader = person.create_api_key("reader", ["documents:read"])["key"]
+        with pytest.raises(DocuMindError) as minting:
+            DocuMind(server, api_key=person.create_api_key("admin-key", ["admin"])["key"]).create_api_key("x", ["chat"])
+        assert minting.value.status == 403 and minting.value.type == "insufficient_scope"
+
+    with DocuMind(server, api_key=reader) as script:
+        assert script.list_documents() == []
+        with pytest.raises(DocuMindError) as denied:
+            script.upload(make_pdf(PAGES), filename="x.pdf")
+        assert (denied.value.status, denied.value.type) == (403, "insufficient_scope")
+        assert denied.value.request_id
+        with script.socket() as ws, pytest.raises(DocuMindError) as no_chat:
+            list(ws.ask("hello"))
+        assert no_chat.value.type == "insufficient_scope"
+
+    with DocuMind(server, api_key="dmk_000000000000_" + "A" * 43) as forged, pytest.raises(DocuMindError) as bad:
+        forged.list_documents()
+    assert bad.value.status == 401
+    with pytest.raises(DocuMindError) as wrong_password:
+        DocuMind(server, tenant="lighthouse").login(admin.email, "not-the-password")
+    assert wrong_password.value.type == "authentication_failed"
