@@ -6,16 +6,19 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from chat import generation as chat_generation
+from chat import sse
 from chat.models import ChatSession, Message
-from chat.selectors import message_list
+from chat.selectors import assistant_message_get, message_list
 from chat.serializers import (
     AnswerSerializer,
     ChatSessionInputSerializer,
@@ -24,7 +27,9 @@ from chat.serializers import (
     MessageSerializer,
 )
 from chat.services import UNSET, chat_session_create, chat_session_delete, chat_session_update
+from chat.sse import EVENT_STREAM, EventStreamRenderer, wants_event_stream
 from chat.turns import prepare_turn
+from config.errors import Conflict, NotFound
 from tenants.scoping import TenantScopedViewSet, request_tenant
 
 
@@ -47,6 +52,7 @@ class ChatSessionViewSet(TenantScopedViewSet):
 
     queryset = ChatSession.objects.all()
     serializer_class = ChatSessionSerializer
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
     owner_field = "user"
     search_fields = ["title"]
     ordering_fields = ["updated_at", "created_at", "title"]
@@ -98,15 +104,33 @@ class ChatSessionViewSet(TenantScopedViewSet):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        """JSON for every DRF answer, also when the client asked for an event stream (errors
+        before a stream starts): only the streams themselves are ``text/event-stream``."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and wants_event_stream(request):
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
+        return response
+
     @extend_schema(methods=["GET"], summary="A session's messages", responses={200: MessageSerializer(many=True)})
     @extend_schema(
         methods=["POST"],
-        summary="Ask a question and get the whole answer (not streamed)",
+        summary="Ask a question: the whole answer as JSON, or streamed as Server-Sent Events",
+        description=(
+            "With `Accept: text/event-stream` the answer streams as Server-Sent Events (chat.start, "
+            "chat.token, chat.end, error; ids count the characters delivered) and keeps generating if "
+            "the connection drops; without it, the whole answer as JSON."
+        ),
         request=MessageCreateSerializer,
-        responses={201: AnswerSerializer, 429: OpenApiResponse(description="quota_exceeded")},
+        responses={
+            201: AnswerSerializer,
+            (200, EVENT_STREAM): OpenApiResponse(description="Server-Sent Events"),
+            429: OpenApiResponse(description="quota_exceeded"),
+        },
     )
     @action(detail=True, methods=["get", "post"], url_path="messages")
-    def messages(self, request: Request, pk: str | None = None) -> Response:
+    def messages(self, request: Request, pk: str | None = None) -> Any:
         session = self.get_object()
         if request.method == "GET":
             queryset = message_list(session=session)
@@ -124,6 +148,8 @@ class ChatSessionViewSet(TenantScopedViewSet):
             document_ids=data.get("document_ids", UNSET),
             model=data.get("model") or None,
         )
+        if wants_event_stream(request):
+            return sse.event_stream_response(sse.stream_new(sse.start_on_server_loop(turn), turn))
         generation = async_to_sync(chat_generation.complete)(turn)
         error = generation.error
         if error is not None:
@@ -132,4 +158,43 @@ class ChatSessionViewSet(TenantScopedViewSet):
         answer = Message.objects.get(pk=turn.answer.pk)
         return Response(
             AnswerSerializer(answer, context={"question_id": turn.question.pk}).data, status=status.HTTP_201_CREATED
+        )
+
+    def _answer(self, request: Request, message_id: str | None) -> Message:
+        session = self.get_object()  # the session is the user's (404 otherwise)
+        message = assistant_message_get(tenant=request_tenant(request), user=request.user, message_id=message_id)
+        if message.session_id != session.pk:
+            raise NotFound("No answer with this id.", details={"message_id": str(message_id)})
+        return message
+
+    @extend_schema(
+        summary="Resume an answer's event stream after Last-Event-ID",
+        parameters=[
+            OpenApiParameter("message_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+            OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={(200, EVENT_STREAM): OpenApiResponse(description="Server-Sent Events")},
+    )
+    def message_stream(self, request: Request, pk: str | None = None, message_id: str | None = None) -> Any:
+        """``chat.start`` (resumed), then the answer after ``Last-Event-ID`` characters, live to ``chat.end``."""
+        message = self._answer(request, message_id)
+        offset = sse.parse_last_event_id(request.headers.get("Last-Event-ID"))
+        return sse.event_stream_response(sse.stream_resumed(message, offset))
+
+    @extend_schema(
+        summary="Stop an answer being generated (saved as cancelled)",
+        parameters=[OpenApiParameter("message_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=None,
+        responses={202: OpenApiResponse(description="Cancelling"), 409: OpenApiResponse(description="Not running")},
+    )
+    def message_cancel(self, request: Request, pk: str | None = None, message_id: str | None = None) -> Response:
+        message = self._answer(request, message_id)
+        if chat_generation.cancel(message.pk):
+            return Response({"message_id": str(message.pk), "status": "cancelling"}, status=status.HTTP_202_ACCEPTED)
+        message.refresh_from_db(fields=["status"])
+        if message.status != Message.Status.STREAMING:
+            raise Conflict(f"The answer already ended ({message.status}).", code="answer_finished")
+        raise Conflict(
+            "The answer is being generated by another server process; cancel it from its stream's server.",
+            code="answer_elsewhere",
         )

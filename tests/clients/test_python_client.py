@@ -101,3 +101,46 @@ def test_scopes_and_bad_keys_surface_as_errors(server: str, admin: User) -> None
     with pytest.raises(DocuMindError) as wrong_password:
         DocuMind(server, tenant="lighthouse").login(admin.email, "not-the-password")
     assert wrong_password.value.type == "authentication_failed"
+
+
+def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(
+    tmp_path: Path, admin: User, fake_openai: Any
+) -> None:
+    from integrations.services import api_key_create
+    from tests.chat.conftest import make_ready_document
+
+    fake_openai.reply = " ".join(f"word{i}" for i in range(60))
+    fake_openai.token_delay = 0.05
+    _, raw = api_key_create(tenant=admin.tenant, created_by=admin, name="streamer", scopes=["chat"])
+    key_user = User.objects.get(api_key__prefix=raw[4:16])
+    make_ready_document(tenant=admin.tenant, owner=key_user, pages=PAGES)
+    env = build_subprocess_env(
+        EMBEDDING_PROVIDER="hashing",
+        CHAT_PROVIDER="openai",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_MAX_RETRIES="0",
+    )
+    with daphne_server(env, tmp_path / "daphne.log") as base, DocuMind(base, api_key=raw) as script:
+        session = script.create_session("stream")
+        stream = script.ask_stream(session["id"], "How many vacation days do I get?")
+        first = [next(stream) for _ in range(3)]  # chat.start and two tokens
+        stream.close()  # the connection drops
+        assert first[0].event == "chat.start" and first[-1].event == "chat.token"
+        message_id = first[0].data["message_id"]
+        received = "".join(e.data["delta"] for e in first[1:])
+        rest = list(script.resume_stream(session["id"], message_id, last_event_id=first[-1].id))
+        end = rest[-1]
+        assert end.event == "chat.end" and end.data["status"] == "completed"
+        assert received + "".join(e.data["delta"] for e in rest if e.event == "chat.token") == end.data["content"]
+        assert end.data["content"].endswith("word59")
+
+        stream = script.ask_stream(session["id"], "And how many sick days?")
+        start = next(stream)
+        next(stream)
+        assert script.cancel(session["id"], start.data["message_id"])["status"] == "cancelling"
+        tail = list(stream)
+        assert tail[-1].event == "chat.end" and tail[-1].data["status"] == "cancelled"
+        with pytest.raises(DocuMindError) as finished:
+            script.cancel(session["id"], start.data["message_id"])
+        assert finished.value.type == "answer_finished"

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import answering
+from chat import generation
 from integrations.services import api_key_revoke
 from tests.chat.conftest import HANDBOOK, make_ready_document
 
@@ -30,7 +30,7 @@ async def open_socket() -> Any:
         return comm
 
     yield make
-    await answering.drain(timeout=15)
+    await generation.drain(timeout=15)
     for comm in opened:
         with contextlib.suppress(Exception):
             await comm.disconnect()
