@@ -58,7 +58,7 @@ def _handler(receiver_ref: list[Receiver]) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            status = 500 if receiver.mode == "error" else 200
+            status = 500 if receiver.mode == "error" else 200  # "slow": a 200 after ``delay``
             payload = b'{"ok": true}' if status == 200 else b"boom"
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

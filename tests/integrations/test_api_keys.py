@@ -282,3 +282,18 @@ def test_per_key_daily_quota(make_key: Any, tenant: Any, settings: Any, fake_ope
     )
     assert_envelope(response, 429, "quota_exceeded")
     assert response["Retry-After"]
+
+
+def test_wrong_revoked_and_expired_keys_are_401_on_every_endpoint(make_key: Any, other_tenant: Any) -> None:
+    from integrations.services import api_key_revoke
+
+    revoked, revoked_raw = make_key(ALL_SCOPES)
+    api_key_revoke(key=revoked)
+    expired, expired_raw = make_key(ALL_SCOPES, expires_at=timezone.now() + timedelta(minutes=1))
+    APIKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    _, foreign_raw = make_key(ALL_SCOPES, tenant=other_tenant)
+    wrong = "dmk_" + revoked.prefix + "_" + "B" * 43
+    for method, path, body, _allowed in MATRIX:
+        for raw, header in ((revoked_raw, None), (expired_raw, None), (wrong, None), (foreign_raw, "acme")):
+            response = getattr(key_client(raw, header), method)(path, body, format="json")
+            assert_envelope(response, 401, "authentication_failed")

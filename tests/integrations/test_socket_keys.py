@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from chat import generation
+from integrations.models import APIKey
 from integrations.services import api_key_revoke
 from tests.chat.conftest import HANDBOOK, make_ready_document
 
@@ -99,7 +102,9 @@ async def test_silent_bare_socket_is_closed_after_the_deadline(open_socket: Any)
 async def test_bad_revoked_or_expired_key_in_subprotocol_closes_4401(open_socket: Any, make_key: Any) -> None:
     key, raw = await sync_to_async(make_key)(["chat"])
     await sync_to_async(api_key_revoke)(key=key)
-    for value in (raw, "garbage"):
+    expired, expired_raw = await sync_to_async(make_key)(["chat"], expires_at=timezone.now() + timedelta(minutes=1))
+    await sync_to_async(APIKey.objects.filter(pk=expired.pk).update)(expires_at=timezone.now() - timedelta(seconds=1))
+    for value in (raw, expired_raw, "garbage"):
         comm = open_socket(subprotocols=[f"apikey.{value}"])
         await comm.connect(timeout=10)
         assert await _close_code(comm) == 4401

@@ -211,6 +211,18 @@ def test_failing_receivers_are_retried_then_failed(
         assert all(a[0] in ("127.0.0.1", "::1") for a in loopback_only if isinstance(a, tuple))
 
 
+def test_a_slow_receiver_within_the_timeout_succeeds_with_its_latency(
+    receivers: Any, tenant: Any, settings: Any
+) -> None:
+    receiver = receivers("http")
+    receiver.mode, receiver.delay = "slow", 0.3
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2.0
+    make_endpoint(tenant, receiver.url)
+    webhook_emit(tenant=tenant, event_type="api_key.created", data={})
+    (delivery,) = run_deliveries()
+    assert delivery.status == "succeeded" and delivery.latency_ms >= 300
+
+
 def test_backoff_is_exponential_with_a_ceiling(settings: Any) -> None:
     from integrations.tasks import backoff_seconds
 
