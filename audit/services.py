@@ -46,7 +46,8 @@ def scrub(value: Any) -> Any:
 
 
 def _client_ip(request: Any) -> str | None:
-    return request.META.get(settings.RATELIMIT_IP_META_KEY) or None
+    # REMOTE_ADDR is the proxy's forwarded address only from a TRUSTED_PROXIES peer (config.client_ip).
+    return request.META.get("REMOTE_ADDR") or None
 
 
 def _actor_from_request(request: Any) -> tuple[str, str, str]:

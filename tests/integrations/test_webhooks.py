@@ -5,6 +5,7 @@ with the standardwebhooks library, retries, failures, auto-disable, redelivery, 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.services import webhook_endpoint_create
 from integrations.tasks import deliver_webhook
 from integrations.webhooks import signed_headers, webhook_emit
-from tests.crosstenant import assert_envelope, assert_isolated_resource
+from tests.crosstenant import IsolatedResourceTests, assert_envelope
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,29 +110,29 @@ def test_bad_registrations(admin_api: Any, api: Any, fake_dns: dict[str, list[st
     assert_envelope(api.get(URL), 403, "permission_denied")
 
 
-def test_endpoints_are_isolated_per_tenant(
-    admin_api: Any, tenant: Any, other_tenant: Any, client_for: Any, fake_dns: dict[str, list[str]]
-) -> None:
-    fake_dns["hooks.example.test"] = ["93.184.216.34"]
-    endpoint = make_endpoint(tenant, "https://hooks.example.test/a")
+class TestWebhookEndpointsAreIsolated(IsolatedResourceTests):
+    list_url = URL
+    verbs = ("get", "patch", "delete")
+    owner_role = "admin"
+    max_list_queries = 8
+
+    def make_object(self, owner: User) -> WebhookEndpoint:
+        return make_endpoint(owner.tenant, f"https://93.184.216.34/{uuid.uuid4().hex[:6]}")  # a literal public address
+
+    def check_unchanged(self, obj: WebhookEndpoint) -> None:
+        obj.refresh_from_db()
+        assert obj.is_active
+
+
+def test_another_tenants_deliveries_are_404(admin_api: Any, tenant: Any, other_tenant: Any, client_for: Any) -> None:
+    endpoint = make_endpoint(tenant, "https://93.184.216.34/a")
     delivery = WebhookDelivery.objects.create(
         tenant=tenant, endpoint=endpoint, message_id="msg_x", event_type="api_key.created", payload={}
     )
-    foreign_admin = UserFactory(tenant=other_tenant, email="admin@globex.test", role=User.Role.ADMIN)
-    foreign = client_for(foreign_admin)
-    assert_isolated_resource(
-        list_url=URL,
-        detail_url=f"{URL}{endpoint.pk}/",
-        obj_id=endpoint.pk,
-        owner=admin_api,
-        foreign=foreign,
-        anon=client_for(None, tenant),
-        verbs=("get", "patch", "delete"),
-        max_list_queries=8,
-        add_rows=lambda: [make_endpoint(tenant, f"https://hooks.example.test/{i}") for i in range(3)],
-    )
+    foreign = client_for(UserFactory(tenant=other_tenant, email="admin@globex.test", role=User.Role.ADMIN))
     assert_envelope(foreign.get(f"{URL}{endpoint.pk}/deliveries/"), 404)
     assert_envelope(foreign.post(f"{URL}{endpoint.pk}/deliveries/{delivery.pk}/redeliver/"), 404)
+    assert admin_api.get(f"{URL}{endpoint.pk}/deliveries/").json()["count"] == 1
     assert WebhookDelivery.objects.count() == 1
 
 
