@@ -34,6 +34,7 @@ ENDPOINT_SCOPES: dict[str, tuple[str | None, str | None]] = {
     "accounts.views.MeView": (ANY, None),
     # a key is not a person: no password, no refresh tokens
     "accounts.views.LogoutView": (None, None),
+    "accounts.views.LogoutAllView": (None, None),
     "accounts.views.PasswordChangeView": (None, None),
     # keys manage nothing about keys (an admin key cannot mint keys); they may list them
     "integrations.views.APIKeyViewSet": (Scope.ADMIN.value, None),
