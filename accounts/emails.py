@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.utils.http import urlencode
 
 from accounts.codes import CodePurpose
 from tenants.models import Tenant
@@ -67,6 +68,11 @@ def wait_for_background_mail(timeout: float = 30) -> None:
     wait(pending, timeout=timeout)
 
 
+def console_link(*, tenant: Tenant, email: str) -> str:
+    """The console's sign-in page with the workspace and the address filled in (``CONSOLE_URL``)."""
+    return f"{settings.CONSOLE_URL}/console/?" + urlencode({"workspace": tenant.slug, "email": email})
+
+
 def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpose, deliver: bool = True) -> bool:
     """E-mail ``code`` to ``email``; returns whether the backend accepted it.
 
@@ -78,6 +84,7 @@ def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpo
         "tenant": tenant,
         "code": code,
         "minutes": max(1, settings.AUTH_CODE_TTL_SECONDS // 60),
+        "console_link": console_link(tenant=tenant, email=email),
     }
     subject = SUBJECTS[purpose].format(app=settings.APP_NAME)
     body = render_to_string(TEMPLATES[purpose], context)
@@ -86,7 +93,14 @@ def send_code_email(*, tenant: Tenant, email: str, code: str, purpose: CodePurpo
 
 def send_invitation_email(*, tenant: Tenant, email: str, role: str, invited_by: str = "") -> bool:
     """Tell an invited person how to sign in (with an e-mailed code)."""
-    context = {"app_name": settings.APP_NAME, "tenant": tenant, "email": email, "role": role, "invited_by": invited_by}
+    context = {
+        "app_name": settings.APP_NAME,
+        "tenant": tenant,
+        "email": email,
+        "role": role,
+        "invited_by": invited_by,
+        "console_link": console_link(tenant=tenant, email=email),
+    }
     subject = f"You are invited to {tenant.name} on {settings.APP_NAME}"
     return _send(subject, render_to_string("accounts/email/invitation.txt", context), email)
 

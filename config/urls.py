@@ -6,7 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from chat.asyncapi import AsyncAPIView
 from config.errors import not_found
-from health.views import HealthView, RootView
+from console.views import root
+from documents.views import signed_file
+from health.views import HealthView
 
 api_v1 = [
     path("", include("health.urls")),
@@ -22,7 +24,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", RootView.as_view(), name="root"),
+    path("", root, name="root"),
+    path("console/", include("console.urls")),
+    path("files/<str:token>", signed_file, name="document-signed-file"),
     path("healthz", HealthView.as_view(), name="healthz"),
     path("api/v1/", include(api_v1)),
     # The split view serves Swagger UI's start-up script as a file (?script): no inline script (CSP).

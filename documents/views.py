@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count
-from django.http import FileResponse
+from django.http import FileResponse, HttpRequest
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,9 +17,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from accounts.permissions import IsMemberOrReadOnly
-from config.errors import NotFound
+from config.errors import DomainError, NotFound, error_response
 from documents import selectors, services
 from documents.filters import DocumentFilter, ProjectFilter
+from documents.links import document_link_make, document_link_resolve
 from documents.models import Document, Project
 from documents.search import search_chunks
 from documents.serializers import (
@@ -190,17 +193,43 @@ class DocumentViewSet(TenantScopedViewSet):
     )
     @action(detail=True, methods=["get"], url_path="file")
     def file(self, request: Request, pk: str | None = None) -> FileResponse:
+        return _file_response(self.get_object(), as_attachment=True)
+
+    @extend_schema(
+        summary="A short-lived signed download link of the PDF",
+        description="`url` works without a bearer token for `DOCUMENT_LINK_SECONDS`; add `#page=N` to open a page.",
+        responses={200: OpenApiResponse(description="`{url, expires_in}`")},
+    )
+    @action(detail=True, methods=["get"], url_path="file-link", filter_backends=[])
+    def file_link(self, request: Request, pk: str | None = None) -> Response:
         document = self.get_object()
-        try:
-            handle = document.file.open("rb")
-        except (FileNotFoundError, ValueError) as exc:
-            raise NotFound("The document's file is missing.") from exc
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=document.original_filename or f"{document.pk}.pdf",
-            content_type="application/pdf",
-        )
+        url = document_link_make(document=document, user=request.user)  # type: ignore[arg-type]
+        return Response({"url": url, "expires_in": settings.DOCUMENT_LINK_SECONDS})
+
+
+def _file_response(document: Document, *, as_attachment: bool) -> FileResponse:
+    try:
+        handle = document.file.open("rb")
+    except (FileNotFoundError, ValueError) as exc:
+        raise NotFound("The document's file is missing.") from exc
+    return FileResponse(
+        handle,
+        as_attachment=as_attachment,
+        filename=document.original_filename or f"{document.pk}.pdf",
+        content_type="application/pdf",
+    )
+
+
+def signed_file(request: HttpRequest, token: str) -> HttpResponseBase:
+    """``GET /files/<token>``: the PDF of a signed link (:mod:`documents.links`), shown inline."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "method_not_allowed", "Only GET.")
+    try:
+        response: HttpResponseBase = _file_response(document_link_resolve(token=token), as_attachment=False)
+    except DomainError as exc:
+        return error_response(exc.status_code, exc.code, exc.message)
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 class SearchViewSet(viewsets.GenericViewSet, mixins.CreateModelMixin):

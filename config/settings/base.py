@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "chat",
     "integrations",
     "audit",
+    "console",
 ]
 
 # The first three are async-capable, so under daphne static files are served without a thread hop
@@ -369,6 +370,15 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="DocuMind <no-reply@documind.local>")
+
+# --- Web console -----------------------------------------------------------------------------
+# Where people open the console: the links of invitation and sign-in e-mails start with it.
+CONSOLE_URL = env.str("CONSOLE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The console's refresh token lives in this HttpOnly, SameSite=Strict cookie (path /console/).
+CONSOLE_REFRESH_COOKIE = env.str("CONSOLE_REFRESH_COOKIE", default="documind_refresh")
+CONSOLE_COOKIE_SECURE = env.bool("CONSOLE_COOKIE_SECURE", default=False)  # production: true
+# Signed download links of documents (citations open them in a new tab) work this long.
+DOCUMENT_LINK_SECONDS = env.int("DOCUMENT_LINK_SECONDS", default=600)
 
 # --- Sign-in codes ---------------------------------------------------------------------------
 AUTH_CODE_TTL_SECONDS = env.int("AUTH_CODE_TTL_SECONDS", default=600)

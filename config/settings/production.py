@@ -52,3 +52,4 @@ SERVESTATIC_USE_FINDERS = env.bool("SERVESTATIC_USE_FINDERS", default=False)
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+CONSOLE_COOKIE_SECURE = env.bool("CONSOLE_COOKIE_SECURE", default=True)

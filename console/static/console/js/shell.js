@@ -1,0 +1,3 @@
+import { setupShell } from "./ui.js";
+
+setupShell();
