@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from chat.asyncapi import AsyncAPIView
@@ -27,6 +28,7 @@ urlpatterns = [
     path("", root, name="root"),
     path("console/", include("console.urls")),
     path("files/<str:token>", signed_file, name="document-signed-file"),
+    path("favicon.ico", RedirectView.as_view(url="/static/console/favicon.svg", permanent=True)),
     path("healthz", HealthView.as_view(), name="healthz"),
     path("api/v1/", include(api_v1)),
     # The split view serves Swagger UI's start-up script as a file (?script): no inline script (CSP).

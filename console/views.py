@@ -36,7 +36,14 @@ from accounts.models import User
 from accounts.serializers import UserSerializer
 from accounts.views import AuthRateLimitMixin, LoginView, VerifyCodeView
 from config.errors import TenantRequired, envelope
-from console.auth import clear_refresh_cookie, cookie_user, enforce_csrf, refresh_cookie, set_refresh_cookie
+from console.auth import (
+    clear_refresh_cookie,
+    cookie_user,
+    enforce_csrf,
+    refresh_cookie,
+    refresh_rotate,
+    set_refresh_cookie,
+)
 from health.views import RootView
 from tenants.middleware import resolve_tenant
 from tenants.models import Tenant
@@ -231,7 +238,7 @@ class ConsoleRefreshView(AuthRateLimitMixin, APIView):
             raise InvalidToken("You are signed out.")
         try:
             tenant = _cookie_tenant(raw)
-            tokens = services.tokens_refresh(tenant=tenant, refresh=raw)
+            tokens = refresh_rotate(tenant=tenant, raw=raw)
         except (AuthenticationError, TokenError):
             response = Response(
                 envelope("authentication_failed", "Your session has ended: sign in again."),

@@ -63,6 +63,7 @@ class ConsoleServer:
     base: str
     mail_dir: Path
     fake: FakeOpenAI
+    log: Path
 
     def mails(self) -> list[str]:
         files = sorted(self.mail_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if self.mail_dir.exists() else []
@@ -97,7 +98,7 @@ def console_server(
         worker = launch_celery_worker(tmp, env=env)
     try:
         with daphne_server(env, tmp / "daphne.log") as base:
-            yield ConsoleServer(base=base, mail_dir=mail_dir, fake=fake_openai_server)
+            yield ConsoleServer(base=base, mail_dir=mail_dir, fake=fake_openai_server, log=tmp / "daphne.log")
     finally:
         stop_process_group(worker.process)
 
@@ -130,6 +131,7 @@ class Console:
     context: Any
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # responses >= 400, to explain "Failed to load resource"
     allowed: list[str] = field(default_factory=list)
 
     @property
@@ -138,9 +140,16 @@ class Console:
 
     def watch(self, page: Any) -> Any:
         page.on("request", lambda request: self.requests.append(request.url))
+        page.on(
+            "response",
+            lambda response: self.failed.append(f"{response.status} {response.url}") if response.status >= 400 else None,
+        )
         page.on("websocket", lambda ws: self.requests.append(ws.url))
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
-        page.on("console", lambda msg: self.errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+        page.on(
+            "console",
+            lambda msg: self.errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None,
+        )
         return page
 
     def new_page(self) -> Any:
@@ -155,7 +164,9 @@ class Console:
         return [
             url
             for url in self.requests
-            if urlsplit(url).scheme not in ("data", "blob", "about") and urlsplit(url).netloc != own
+            # the browser's own pages (its PDF viewer is an extension) are not another host
+            if urlsplit(url).scheme not in ("data", "blob", "about", "chrome", "chrome-extension")
+            and urlsplit(url).netloc != own
         ]
 
     def unexpected_errors(self) -> list[str]:
@@ -173,7 +184,8 @@ def console(chromium: Any, console_server: ConsoleServer, transactional_db: Any)
     context.close()
     console_server.fake.reset()
     assert not watched.foreign_requests(), watched.foreign_requests()
-    assert not watched.unexpected_errors(), watched.unexpected_errors()
+    server_log = console_server.log.read_text(errors="replace")[-4000:] if any(f.startswith("5") for f in watched.failed) else ""
+    assert not watched.unexpected_errors(), (watched.unexpected_errors(), watched.failed, server_log)
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:

@@ -19,7 +19,6 @@ from documents.models import Document
 from tests.accounts.conftest import PASSWORD
 from tests.console.conftest import MAX_UPLOAD_MB, Console, screenshot
 from tests.documents.pdfs import make_pdf
-from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
 
@@ -42,7 +41,7 @@ def sign_in(page: Any, user: User, *, password: str = PASSWORD) -> None:
     page.get_by_label("Email", exact=True).fill(user.email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url("**/console/documents")
+    page.wait_for_url("**/console/documents", wait_until="commit")
     expect(page.get_by_role("heading", name="Documents")).to_be_visible()
 
 
@@ -159,7 +158,9 @@ def test_upload_a_pdf_and_watch_it_turn_ready_live(console: Console, user: User)
     list_calls = len([u for u in console.requests if re.search(r"/api/v1/documents/\?", u)])
 
     pdf = make_pdf(PAGES)
-    page.get_by_label("Upload PDF").set_input_files([{"name": "minutes.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    page.get_by_label("Upload PDF").set_input_files(
+        [{"name": "minutes.pdf", "mimeType": "application/pdf", "buffer": pdf}]
+    )
     row = page.locator("#documents tbody tr").filter(has_text="minutes")
     expect(row).to_be_visible()
     expect(row.locator(".status")).to_have_text("Ready", timeout=90_000)
@@ -172,7 +173,9 @@ def test_upload_a_pdf_and_watch_it_turn_ready_live(console: Console, user: User)
     assert document.project is not None and document.project.name == "Minutes"
 
     # the same bytes again: the page names the document they match
-    page.get_by_label("Upload PDF").set_input_files([{"name": "copy.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    page.get_by_label("Upload PDF").set_input_files(
+        [{"name": "copy.pdf", "mimeType": "application/pdf", "buffer": pdf}]
+    )
     expect(page.get_by_text("“copy.pdf” is already here: it is the same file as “minutes”.")).to_be_visible()
     screenshot(page, "documents")
 
@@ -188,11 +191,14 @@ def test_oversized_and_non_pdf_files_are_refused_with_their_reasons(console: Con
     console.allow_error(r"status of 415")
     page = console.new_page()
     sign_in(page, user)
+    expect(page.get_by_text("No documents yet")).to_be_visible()
     before = len(console.requests)
     big = b"%PDF-1.4\n" + b"0" * (MAX_UPLOAD_MB * 1024 * 1024 + 10)
-    page.get_by_label("Upload PDF").set_input_files([{"name": "huge.pdf", "mimeType": "application/pdf", "buffer": big}])
+    page.get_by_label("Upload PDF").set_input_files(
+        [{"name": "huge.pdf", "mimeType": "application/pdf", "buffer": big}]
+    )
     expect(page.get_by_text(f"the limit is {MAX_UPLOAD_MB} MB per file. It was not uploaded.")).to_be_visible()
-    assert not [u for u in console.requests[before:] if "/api/v1/documents" in u], "refused before any upload"
+    assert not [u for u in console.requests[before:] if u.endswith("/api/v1/documents/")], "refused before any upload"
 
     page.get_by_label("Upload PDF").set_input_files(
         [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"just some text, not a PDF"}]
@@ -201,3 +207,189 @@ def test_oversized_and_non_pdf_files_are_refused_with_their_reasons(console: Con
     message = page.locator("#upload-messages li.error").filter(has_text="notes.txt").inner_text()
     assert "PDF" in message, message
     assert not Document.objects.exists()
+
+
+# --- chat -------------------------------------------------------------------------------------
+
+STREAMING_TEXT = """() => {
+  const box = document.querySelector('#log article.msg.assistant:last-of-type .content');
+  const streaming = !document.getElementById('stop').disabled;
+  return box && box.textContent.length > 0 && streaming ? box.textContent : null;
+}"""
+
+
+def test_ask_and_see_a_streamed_cited_answer_with_links_to_the_page(console: Console, user: User) -> None:
+    document = upload_ready_document(console, user)
+    console.server.fake.reply = LONG_REPLY
+    console.server.fake.token_delay = 0.03
+    page = console.new_page()
+    sign_in(page, user)
+    page.get_by_role("link", name="Chat").click()
+    page.wait_for_url("**/console/chat", wait_until="commit")
+    expect(page.get_by_label("Question")).to_be_focused()
+    ask(page)
+    partial = page.wait_for_function(STREAMING_TEXT).json_value()
+    assert 0 < len(partial) < len(LONG_REPLY), "tokens arrive before the end"
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=30_000)
+
+    answer = assistant(page)
+    message = Message.objects.get(role="assistant", session__user=user)
+    assert message.status == "completed" and message.content == LONG_REPLY
+    expect(answer.locator(".content")).to_have_text(LONG_REPLY)  # nothing lost, nothing twice
+    citation = message.citations[0]
+    assert citation["document_id"] == str(document.pk) and citation["page_start"] == 2
+
+    link = answer.locator(".content a.cite").first
+    expect(link).to_have_text("[1]")
+    href = link.get_attribute("href")
+    assert re.fullmatch(rf"{re.escape(console.base)}/files/[^#/]+#page=2", href), href
+    assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    source = answer.get_by_role("list", name="Sources").get_by_role("link", name="Committee minutes")
+    expect(source).to_have_attribute("href", href)
+    expect(answer.get_by_role("list", name="Sources")).to_contain_text("Committee minutes, page 2")
+    screenshot(page, "chat")
+
+    # the link opens a new tab, which downloads the cited PDF (headless Chromium has no PDF viewer)
+    with page.expect_popup() as popup_info:
+        link.click()
+    popup = popup_info.value
+    popup.wait_for_load_state()
+    response = console.context.request.get(href.split("#")[0])
+    assert response.status == 200 and response.headers["content-type"] == "application/pdf"
+    assert response.body() == document.file.open("rb").read()
+    assert ("/files/" in popup.url and popup.url.endswith("#page=2")) or popup.url == "about:blank"
+
+    # the session is listed and opens again with its cited answer
+    page.reload()
+    page.get_by_role("link", name=message.session.title).click()
+    expect(assistant(page).locator(".content a.cite").first).to_have_attribute("href", re.compile(r"#page=2$"))
+
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("img", name=re.compile("Tokens used"))).to_be_visible()
+    expect(page.get_by_role("heading", name="Today's quota")).to_be_visible()
+    screenshot(page, "usage")
+
+
+def test_stop_cancels_the_answer(console: Console, user: User) -> None:
+    upload_ready_document(console, user)
+    console.server.fake.reply = LONG_REPLY
+    console.server.fake.token_delay = 0.1
+    page = console.new_page()
+    sign_in(page, user)
+    page.goto("/console/chat")
+    ask(page)
+    page.wait_for_function(STREAMING_TEXT)
+    page.get_by_role("button", name="Stop").click()
+    expect(assistant(page).locator(".note")).to_have_text("Stopped.", timeout=15_000)
+    message = Message.objects.get(role="assistant", session__user=user)
+    assert message.status == "cancelled" and len(message.content) < len(LONG_REPLY)
+    expect(assistant(page).locator(".content")).to_have_text(message.content)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_a_cut_socket_reconnects_and_resumes_without_losing_or_repeating_text(console: Console, user: User) -> None:
+    upload_ready_document(console, user)
+    console.server.fake.reply = LONG_REPLY
+    console.server.fake.token_delay = 0.05
+    page = console.new_page()
+    routes: list[Any] = []
+
+    def through(ws: Any) -> None:
+        ws.connect_to_server()
+        routes.append(ws)
+
+    page.route_web_socket(re.compile(r"/ws/chat/"), through)
+    sign_in(page, user)
+    page.goto("/console/chat")
+    ask(page)
+    before = page.wait_for_function(STREAMING_TEXT).json_value()
+    assert len(routes) == 1
+    routes[0].close(code=4000, reason="cut by the test")  # the page's socket drops mid-answer
+    expect(page.get_by_role("status").filter(has_text=re.compile("reconnect|resum", re.I))).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=30_000)
+    assert len(routes) >= 2, "the page opened a new socket"
+    message = Message.objects.get(role="assistant", session__user=user)
+    assert message.status == "completed" and message.content == LONG_REPLY
+    assert len(before) < len(LONG_REPLY)
+    expect(assistant(page).locator(".content")).to_have_text(LONG_REPLY)
+
+
+def test_persian_and_arabic_render_right_to_left(console: Console, user: User) -> None:
+    upload_ready_document(console, user)
+    console.server.fake.reply = "نام گربه مارمالاد است [1]."
+    page = console.new_page()
+    sign_in(page, user)
+    page.goto("/console/chat")
+    question = "گربه نگهبان فانوس دریایی چه نام دارد؟"
+    ask(page, question)
+    expect(assistant(page).locator(".content")).to_have_text("نام گربه مارمالاد است [1].")
+    direction = "el => getComputedStyle(el).direction"
+    assert page.locator("#log article.msg.user .content").last.evaluate(direction) == "rtl"
+    assert assistant(page).locator(".content").evaluate(direction) == "rtl"
+    page.get_by_label("Question").fill("ما اسم القطة؟")
+    assert page.get_by_label("Question").evaluate(direction) == "rtl"
+
+
+# --- admins -----------------------------------------------------------------------------------
+
+
+def test_a_member_is_refused_admin_pages_by_the_server(console: Console, user: User) -> None:
+    console.allow_error(r"status of 403")
+    page = console.new_page()
+    sign_in(page, user)
+    assert page.get_by_role("navigation", name="Console").get_by_role("link").all_inner_texts() == [
+        "Documents",
+        "Chat",
+        "Usage",
+    ]
+    for path in ("/console/people", "/console/settings"):
+        response = page.goto(path)
+        assert response is not None and response.status == 403
+        expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    screenshot(page, "not-allowed")
+
+
+def test_admins_manage_people_and_settings(console: Console, admin_user: User, user: User) -> None:
+    page = console.new_page()
+    sign_in(page, admin_user)
+    page.get_by_role("link", name="People").click()
+    expect(page.locator("#people[data-loaded]")).to_be_visible()
+    page.get_by_label("Email", exact=True).fill("newcomer@acme.test")
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("status").filter(has_text="Invited newcomer@acme.test")).to_be_visible()
+    [mail] = [m for m in console.server.mails() if "newcomer@acme.test" in m]
+    assert "/console/?workspace=acme&email=newcomer%40acme.test" in mail
+    page.get_by_label(f"Role of {user.email}").select_option("viewer")
+    expect(page.get_by_role("status").filter(has_text=f"{user.email} is now viewer")).to_be_visible()
+    assert User.objects.get(pk=user.pk).role == "viewer"
+    page.get_by_role("button", name=f"Deactivate {user.email}").click()
+    expect(page.get_by_role("button", name=f"Reactivate {user.email}")).to_be_visible()
+    assert not User.objects.get(pk=user.pk).is_active
+    screenshot(page, "people")
+
+    page.get_by_role("link", name="Settings").click()
+    expect(page.locator("#settings[data-loaded]")).to_be_visible()
+    page.get_by_label("System prompt").fill("Answer briefly.")
+    page.get_by_label("Daily token quota (per person)").fill("5000")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    admin_user.tenant.refresh_from_db()
+    assert admin_user.tenant.settings["system_prompt"] == "Answer briefly."
+    assert admin_user.tenant.settings["user_daily_token_quota"] == 5000
+    screenshot(page, "settings", full_page=True)
+
+
+def test_phone_width_has_no_sideways_scrolling(chromium: Any, console: Console, user: User) -> None:
+    phone = chromium.new_context(base_url=console.base, viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = phone.new_page()
+        console.watch(page)
+        sign_in(page, user)
+        for path in ("/console/usage", "/console/documents", "/console/chat"):
+            page.goto(path)
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), path
+        screenshot(page, "chat-phone")
+    finally:
+        phone.close()

@@ -131,7 +131,8 @@ def test_console_endpoints_refuse_requests_without_the_csrf_token(user: User) ->
     assert post(client, "/console/auth/logout").status_code == 403
 
 
-def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(user: User) -> None:
+def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(user: User, settings: Any) -> None:
+    settings.CONSOLE_REFRESH_GRACE_SECONDS = 0
     client = browser()
     sign_in(client, user)
     token = client.cookies["csrftoken"].value
@@ -151,6 +152,32 @@ def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(user: User) 
     response = post(replay, "/console/auth/refresh", **{"X-CSRFToken": replay_token})
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_failed"
     assert response.cookies[COOKIE].value == ""  # cleared
+
+
+def test_a_refresh_whose_answer_was_lost_gets_the_same_successor_until_sign_out(user: User) -> None:
+    client = browser()
+    sign_in(client, user)
+    token = client.cookies["csrftoken"].value
+    old = client.cookies[COOKIE].value
+    assert post(client, "/console/auth/refresh", **{"X-CSRFToken": token}).status_code == 200
+    successor = client.cookies[COOKIE].value
+
+    lost = browser()  # a page that navigated away before storing the rotated cookie
+    lost_token = csrf(lost)
+    lost.cookies[COOKIE] = old
+    response = post(lost, "/console/auth/refresh", **{"X-CSRFToken": lost_token})
+    assert response.status_code == 200 and response.json()["access"]
+    assert lost.cookies[COOKIE].value == successor
+    stale_page = browser()  # a page request sent with the old cookie while the refresh was in flight
+    stale_page.cookies[COOKIE] = old
+    assert stale_page.get("/console/chat").status_code == 200
+
+    assert post(client, "/console/auth/logout", **{"X-CSRFToken": token}).status_code == 204
+    late = browser()
+    late_token = csrf(late)
+    late.cookies[COOKIE] = old
+    assert post(late, "/console/auth/refresh", **{"X-CSRFToken": late_token}).status_code == 401
+    assert late.get("/console/chat").status_code == 302
 
 
 def test_refresh_without_a_cookie_or_with_garbage_is_401(user: User) -> None:

@@ -45,6 +45,7 @@ function row(person) {
 async function load() {
   const data = await api("/users/?page_size=100");
   tbody.replaceChildren(...data.results.map(row));
+  document.getElementById("people").dataset.loaded = "true";
 }
 
 async function setActive(person, active) {

@@ -28,8 +28,13 @@ function fill(tenant) {
   $("signup").checked = Boolean(effective.signup_allowed);
 }
 
+const saveButton = form.querySelector('button[type="submit"]');
+saveButton.disabled = true;
+
 async function load() {
   fill(await api("/tenant/"));
+  saveButton.disabled = false;
+  form.dataset.loaded = "true";
 }
 
 function number(id) {

@@ -23,7 +23,7 @@ function svg(tag, attrs = {}, text = "") {
 
 /** Stacked bars of the two windows' tokens by kind, drawn as inline SVG (no library, no canvas). */
 function chart(data) {
-  const width = 560;
+  const width = 520;
   const rowHeight = 34;
   const left = 120;
   const height = WINDOWS.length * rowHeight + 44;
@@ -34,7 +34,7 @@ function chart(data) {
   root.append(svg("title", {}, `Tokens used. ${summary}`));
   WINDOWS.forEach(([key, label], row) => {
     const y = 8 + row * rowHeight;
-    root.append(svg("text", { x: 0, y: y + 17, "font-size": 13, fill: "#1d2733" }, label));
+    root.append(svg("text", { x: 0, y: y + 16, "font-size": 13, fill: "#1d2733" }, label));
     let x = left;
     for (const [field, name, color] of PARTS) {
       const w = data[key][field] * scale;
