@@ -142,7 +142,9 @@ class Console:
         page.on("request", lambda request: self.requests.append(request.url))
         page.on(
             "response",
-            lambda response: self.failed.append(f"{response.status} {response.url}") if response.status >= 400 else None,
+            lambda response: (
+                self.failed.append(f"{response.status} {response.url}") if response.status >= 400 else None
+            ),
         )
         page.on("websocket", lambda ws: self.requests.append(ws.url))
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
@@ -184,7 +186,9 @@ def console(chromium: Any, console_server: ConsoleServer, transactional_db: Any)
     context.close()
     console_server.fake.reset()
     assert not watched.foreign_requests(), watched.foreign_requests()
-    server_log = console_server.log.read_text(errors="replace")[-4000:] if any(f.startswith("5") for f in watched.failed) else ""
+    server_log = (
+        console_server.log.read_text(errors="replace")[-4000:] if any(f.startswith("5") for f in watched.failed) else ""
+    )
     assert not watched.unexpected_errors(), (watched.unexpected_errors(), watched.failed, server_log)
 
 
