@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from chat.asyncapi import AsyncAPIView
 from config.errors import not_found
-from console.views import root
+from console.views import RootView
 from documents.views import signed_file
 from health.views import HealthView
 
@@ -25,7 +25,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", root, name="root"),
+    path("", RootView.as_view(), name="root"),
     path("console/", include("console.urls")),
     path("files/<str:token>", signed_file, name="document-signed-file"),
     path("favicon.ico", RedirectView.as_view(url="/static/console/favicon.svg", permanent=True)),

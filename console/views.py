@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -44,7 +45,7 @@ from console.auth import (
     refresh_rotate,
     set_refresh_cookie,
 )
-from health.views import RootView
+from health.views import RootView as HealthRootView
 from tenants.middleware import resolve_tenant
 from tenants.models import Tenant
 
@@ -157,14 +158,20 @@ def page(request: HttpRequest, name: str) -> HttpResponseBase:
     return _with_csp(render(request, template, context))
 
 
-def root(request: HttpRequest) -> HttpResponseBase:
-    """``/``: browsers go to the console; API clients (no ``Accept``, ``*/*``, JSON) get the JSON index."""
-    if request.method == "GET" and prefers_html(request):
-        response = HttpResponseRedirect("/console/")
-    else:
-        response = RootView.as_view()(request)
-    response.headers["Vary"] = "Accept"
-    return response
+class RootView(HealthRootView):
+    """``/``: browsers go to the console; API clients (no ``Accept``, ``*/*``, JSON) get the JSON index.
+
+    The API's root view (and its schema), with the browser's redirect in front of DRF's content
+    negotiation, which would answer a bare ``Accept: text/html`` with 406.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method in ("GET", "HEAD") and prefers_html(request):
+            response: HttpResponseBase = HttpResponseRedirect("/console/")
+        else:
+            response = super().dispatch(request, *args, **kwargs)
+        patch_vary_headers(response, ["Accept"])
+        return response
 
 
 # --- the session's endpoints -----------------------------------------------------------------

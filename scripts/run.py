@@ -122,6 +122,7 @@ def sign_in_help(account: Any, base_url: str) -> str:
             f"  DocuMind is up on {base_url}   (API docs: {base_url}/docs, readiness: {base_url}/api/v1/health/ready)",
             "",
             f"  Demo tenant '{account.tenant_slug}', admin {account.email}, password {account.password}",
+            f"  In a browser: open {base_url}/ and sign in to workspace '{account.tenant_slug}' with this e-mail and password.",
             "  Sign in with the password (the answer holds the access token):",
             f"    {login}",
             "  or with an e-mailed code (printed below by the console e-mail backend):",
