@@ -176,8 +176,10 @@ class DocumentViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["post"])
     def reprocess(self, request: Request, pk: str | None = None) -> Response:
         document = services.document_reprocess(document=self.get_object(), user=request.user)  # type: ignore[arg-type]
-        document = self.get_queryset().get(pk=document.pk)
-        return self._output(document, status.HTTP_202_ACCEPTED)
+        fresh = self.get_queryset().filter(pk=document.pk).first()
+        if fresh is None:  # deleted by a concurrent request since the reprocess committed
+            raise NotFound("The document was deleted.")
+        return self._output(fresh, status.HTTP_202_ACCEPTED)
 
     @extend_schema(summary="The document's chunks, in order", responses={200: ChunkSerializer(many=True)})
     # No filter backends: the document list's ordering/search/filters would otherwise be applied to

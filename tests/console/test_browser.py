@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -180,6 +181,7 @@ def test_upload_a_pdf_and_watch_it_turn_ready_live(console: Console, user: User)
     screenshot(page, "documents")
 
     row.get_by_role("button", name="Reprocess minutes").click()
+    expect(page.get_by_role("status").filter(has_text="Processing “minutes” again.")).to_be_visible()
     expect(row.locator(".status")).to_have_text("Ready", timeout=90_000)
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#documents tbody tr").filter(has_text="minutes").get_by_role("button", name="Delete minutes").click()
@@ -315,17 +317,23 @@ def test_a_cut_socket_reconnects_and_resumes_without_losing_or_repeating_text(co
 
 
 def test_persian_and_arabic_render_right_to_left(console: Console, user: User) -> None:
-    upload_ready_document(console, user)
+    document = upload_ready_document(console, user)
     console.server.fake.reply = "نام گربه مارمالاد است [1]."
     page = console.new_page()
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
     sign_in(page, user)
     page.goto("/console/chat")
+    page.get_by_text("Choose documents").click()  # ask within chosen documents
+    page.get_by_role("checkbox", name="Committee minutes").check()
     question = "گربه نگهبان فانوس دریایی چه نام دارد؟"
     ask(page, question)
     expect(assistant(page).locator(".content")).to_have_text("نام گربه مارمالاد است [1].")
     direction = "el => getComputedStyle(el).direction"
     assert page.locator("#log article.msg.user .content").last.evaluate(direction) == "rtl"
     assert assistant(page).locator(".content").evaluate(direction) == "rtl"
+    [frame] = [json.loads(f) for f in sent if '"chat.message"' in f]
+    assert frame["document_ids"] == [str(document.pk)] and frame["content"] == question
     page.get_by_label("Question").fill("ما اسم القطة؟")
     assert page.get_by_label("Question").evaluate(direction) == "rtl"
 
