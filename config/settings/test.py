@@ -41,8 +41,9 @@ from .base import CHANNEL_LAYERS, DATABASES, env
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Servers started by the tests (daphne for the browser tests) write their e-mails to files instead.
-EMAIL_BACKEND = env.str("TEST_EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
-EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="")
+# (test-only knobs, read from os.environ like the DOCUMIND_TEST_* ones, not user settings)
+EMAIL_BACKEND = os.environ.get("DOCUMIND_TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+EMAIL_FILE_PATH = os.environ.get("DOCUMIND_TEST_EMAIL_DIR", "")
 AUTH_EMAIL_IN_BACKGROUND = False  # tests read the outbox right after the request (one test turns it on)
 LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)

@@ -92,8 +92,8 @@ def console_server(
             LOG_LEVEL="WARNING",
             MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
             CHAT_SAVE_INTERVAL_MS="50",
-            TEST_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-            EMAIL_FILE_PATH=str(mail_dir),
+            DOCUMIND_TEST_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+            DOCUMIND_TEST_EMAIL_DIR=str(mail_dir),
             AUTH_EMAIL_IN_BACKGROUND="false",
         )
         worker = launch_celery_worker(tmp, env=env)
