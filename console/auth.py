@@ -110,6 +110,19 @@ def _grace_successor(raw: str) -> RefreshToken | None:
         return None
 
 
+def refresh_revoke(*, raw: str) -> None:
+    """Sign out: revoke ``raw`` or, when it was rotated a moment ago, the successor that replaced it."""
+    try:
+        token = RefreshToken(raw)
+    except TokenError:
+        token = _grace_successor(raw)
+        if token is None:
+            return  # expired or revoked already: nothing left to end
+    user = User.objects.filter(pk=token.get("user_id")).first()
+    if user is not None:
+        services.tokens_revoke(user=user, refresh=str(token))
+
+
 def refresh_rotate(*, tenant: Tenant, raw: str) -> dict[str, str]:
     """Rotate ``raw`` (``accounts.services.tokens_refresh``), with a short grace for a lost answer.
 

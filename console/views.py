@@ -11,6 +11,7 @@ the access token and puts the refresh token in the cookie instead of the body.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +32,6 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import services
 from accounts.exceptions import AuthenticationError, InvalidToken
 from accounts.models import User
 from accounts.serializers import UserSerializer
@@ -42,6 +42,7 @@ from console.auth import (
     cookie_user,
     enforce_csrf,
     refresh_cookie,
+    refresh_revoke,
     refresh_rotate,
     set_refresh_cookie,
 )
@@ -270,13 +271,8 @@ class ConsoleLogoutView(APIView):
         enforce_csrf(request._request)
         raw = refresh_cookie(request._request)
         if raw:
-            try:
-                token = RefreshToken(raw)
-                user = User.objects.filter(pk=token.get("user_id")).first()
-                if user is not None:
-                    services.tokens_revoke(user=user, refresh=raw)
-            except (AuthenticationError, TokenError):
-                pass  # already expired or revoked: nothing left to end
+            with contextlib.suppress(AuthenticationError, TokenError):  # already ended
+                refresh_revoke(raw=raw)
         response = Response(status=status.HTTP_204_NO_CONTENT)
         clear_refresh_cookie(response)
         return response

@@ -180,6 +180,23 @@ def test_a_refresh_whose_answer_was_lost_gets_the_same_successor_until_sign_out(
     assert late.get("/console/chat").status_code == 302
 
 
+def test_sign_out_with_a_just_rotated_cookie_revokes_its_successor(user: User) -> None:
+    client = browser()
+    sign_in(client, user)
+    token = client.cookies["csrftoken"].value
+    old = client.cookies[COOKIE].value
+    assert post(client, "/console/auth/refresh", **{"X-CSRFToken": token}).status_code == 200
+    successor = client.cookies[COOKIE].value
+    stale = browser()  # signs out with the cookie a page had before the refresh's answer arrived
+    stale_token = csrf(stale)
+    stale.cookies[COOKIE] = old
+    assert post(stale, "/console/auth/logout", **{"X-CSRFToken": stale_token}).status_code == 204
+    assert post(client, "/console/auth/refresh", **{"X-CSRFToken": token}).status_code == 401
+    assert client.cookies[COOKIE].value == ""
+    client.cookies[COOKIE] = successor
+    assert client.get("/console/documents").status_code == 302
+
+
 def test_refresh_without_a_cookie_or_with_garbage_is_401(user: User) -> None:
     client = browser()
     token = csrf(client)

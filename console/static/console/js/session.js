@@ -171,7 +171,10 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
 
 export async function signOut() {
   try {
-    await postConsole("/console/auth/logout", {});
+    // Not while a refresh is in flight (here or in another tab): its answer would set the cookie again.
+    if (inflight) await inflight.catch(() => null);
+    const run = () => postConsole("/console/auth/logout", {});
+    await (navigator.locks ? navigator.locks.request("documind-refresh", run) : run());
   } finally {
     access = null;
     currentUser = null;
