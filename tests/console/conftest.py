@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,12 @@ def console(chromium: Any, console_server: ConsoleServer, transactional_db: Any)
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
-    """Save a screenshot under docs/screenshots/ (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+    """A screenshot of the page: into docs/screenshots/ (the README shows them) with
+    ``DOCUMIND_SCREENSHOTS=1``, else into a temporary folder, so a test run leaves the tree clean."""
+    folder = (
+        SCREENSHOTS
+        if os.environ.get("DOCUMIND_SCREENSHOTS") == "1"
+        else Path(tempfile.gettempdir()) / "documind-screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
