@@ -184,6 +184,25 @@ def access_session_problem(*, user_id: Any, token_version: int, family: str) -> 
     return None
 
 
+def refresh_session_user(raw: str) -> User:
+    """The user of refresh token ``raw`` while its sign-in is honoured, without rotating it.
+
+    For pages that learn who asks from a refresh cookie (the web console). A token rotated less than
+    :data:`REFRESH_GRACE_SECONDS` ago still counts (a page request sent while the refresh that
+    replaced it was in flight); raises :class:`TokenRefused` otherwise.
+    """
+    payload = _decode(raw, "refresh")
+    user = _user_for(payload)
+    rotated_at = (
+        BlacklistedToken.objects.filter(token__jti=payload[api_settings.JTI_CLAIM])
+        .values_list("blacklisted_at", flat=True)
+        .first()
+    )
+    if rotated_at is not None and timezone.now() - rotated_at > timedelta(seconds=REFRESH_GRACE_SECONDS):
+        raise TokenRefused("token_revoked")
+    return user
+
+
 # --- rotating and revoking ------------------------------------------------------------------------
 
 

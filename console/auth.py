@@ -9,23 +9,22 @@ access token. The same cookie tells the server who opens a console page, so admi
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
-from django.core.cache import cache
-from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError
 from rest_framework_simplejwt.state import token_backend
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import services
 from accounts.exceptions import InvalidToken
 from accounts.models import User
+from accounts.tokens import TokenRefused, refresh_session_user
 from config.errors import DomainError
 from tenants.models import Tenant
 
 COOKIE_PATH = "/console/"
-SUCCESSOR_KEY = "console:refresh-successor:{jti}"
 
 
 class CsrfFailed(DomainError):
@@ -67,81 +66,36 @@ def enforce_csrf(request: HttpRequest) -> None:
 
 
 def cookie_user(request: HttpRequest) -> User | None:
-    """The active user whose refresh token is in the console cookie (not rotated), or None.
-
-    The token must be well signed, unexpired and not revoked, and its user and tenant active.
-    """
+    """The user whose refresh token is in the console cookie (not rotated), or None when there is none
+    or it is no longer honoured (:func:`accounts.tokens.refresh_session_user`)."""
     raw = refresh_cookie(request)
     if not raw:
         return None
     try:
-        token = RefreshToken(raw)  # verifies the signature, expiry and blacklist
-    except TokenError:
-        # Rotated a moment ago by a refresh still in flight (a click during a page's load): the
-        # successor speaks for the same session, unless it was revoked since.
-        token = _grace_successor(raw)
-        if token is None:
-            return None
-    user = User.objects.select_related("tenant").filter(pk=token.get("user_id")).first()
-    if user is None or not user.is_active or user.tenant is None or not user.tenant.is_active:
+        return refresh_session_user(raw)
+    except TokenRefused:
         return None
-    if str(token.get("tenant")) != str(user.tenant_id):
-        return None
-    return user
 
 
-def _jti(raw: str) -> str | None:
-    """The id of a well-signed, unexpired token (blacklisted or not), else None."""
+def cookie_tenant(raw: str) -> Tenant:
+    """The tenant a refresh token names (its signature and everything else are checked by the rotation)."""
     try:
-        return str(token_backend.decode(raw, verify=True).get("jti") or "") or None
-    except TokenError:
-        return None
-
-
-def _grace_successor(raw: str) -> RefreshToken | None:
-    """The still-valid successor of ``raw`` when it was rotated within the grace window, else None."""
-    jti = _jti(raw)
-    successor = cache.get(SUCCESSOR_KEY.format(jti=jti)) if jti else None
-    if not successor:
-        return None
-    try:
-        return RefreshToken(successor)
-    except TokenError:
-        return None
+        claim = token_backend.decode(raw, verify=False).get("tenant")
+    except TokenBackendError as exc:
+        raise InvalidToken() from exc
+    tenant = Tenant.objects.filter(pk=claim, is_active=True).first() if claim else None
+    if tenant is None:
+        raise InvalidToken()
+    return tenant
 
 
 def refresh_revoke(*, raw: str) -> None:
-    """Sign out: revoke ``raw`` or, when it was rotated a moment ago, the successor that replaced it."""
+    """Sign out: end the cookie's sign-in (its token family, so a successor rotated meanwhile too)."""
     try:
-        token = RefreshToken(raw)
-    except TokenError:
-        token = _grace_successor(raw)
-        if token is None:
-            return  # expired or revoked already: nothing left to end
-    user = User.objects.filter(pk=token.get("user_id")).first()
+        user_id = token_backend.decode(raw, verify=True).get("user_id")
+    except TokenBackendError:
+        return  # expired or forged: nothing to end
+    user = User.objects.filter(pk=user_id).first() if user_id else None
     if user is not None:
-        services.tokens_revoke(user=user, refresh=str(token))
-
-
-def refresh_rotate(*, tenant: Tenant, raw: str) -> dict[str, str]:
-    """Rotate ``raw`` (``accounts.services.tokens_refresh``), with a short grace for a lost answer.
-
-    A page that navigates away while its refresh is in flight never stores the rotated cookie, and
-    the next page presents the token that was just used. Within ``CONSOLE_REFRESH_GRACE_SECONDS`` of
-    a rotation, that token gets the same successor back (as long as the successor is not revoked,
-    e.g. by signing out) instead of a 401. Raises ``InvalidToken`` otherwise.
-    """
-    try:
-        # One transaction: with the database cache, the successor is recorded when the old token's
-        # blacklisting commits, so a page request in between never finds it revoked without a successor.
-        with transaction.atomic():
-            tokens = services.tokens_refresh(tenant=tenant, refresh=raw)
-            jti = _jti(raw)
-            if jti and settings.CONSOLE_REFRESH_GRACE_SECONDS > 0:
-                cache.set(SUCCESSOR_KEY.format(jti=jti), tokens["refresh"], settings.CONSOLE_REFRESH_GRACE_SECONDS)
-    except InvalidToken:
-        token = _grace_successor(raw)
-        if token is None:
-            raise
-        return {"refresh": str(token), "access": str(token.access_token)}
-    return tokens
+        with contextlib.suppress(InvalidToken):  # already ended
+            services.tokens_revoke(user=user, refresh=raw)

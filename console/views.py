@@ -11,7 +11,6 @@ the access token and puts the refresh token in the cookie instead of the body.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,9 +28,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.state import token_backend
 
+from accounts import services
 from accounts.exceptions import AuthenticationError, InvalidToken
 from accounts.models import User
 from accounts.serializers import UserSerializer
@@ -39,21 +38,15 @@ from accounts.views import AuthRateLimitMixin, LoginView, VerifyCodeView
 from config.errors import TenantRequired, envelope
 from console.auth import (
     clear_refresh_cookie,
+    cookie_tenant,
     cookie_user,
     enforce_csrf,
     refresh_cookie,
     refresh_revoke,
-    refresh_rotate,
     set_refresh_cookie,
 )
 from health.views import RootView as HealthRootView
 from tenants.middleware import resolve_tenant
-from tenants.models import Tenant
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 
 PAGES = {
     "documents": ("Documents", "console/documents.html", False),
@@ -87,8 +80,8 @@ def prefers_html(request: HttpRequest) -> bool:
     return best is not None and best[2] in {"text/html", "application/xhtml+xml"}
 
 
-def _with_csp(response: HttpResponseBase) -> HttpResponseBase:
-    response.headers.setdefault("Content-Security-Policy", CSP)
+def _no_store(response: HttpResponseBase) -> HttpResponseBase:
+    """Pages show who is signed in: never cached (the project's Content-Security-Policy covers them)."""
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -136,7 +129,7 @@ def home(request: HttpRequest) -> HttpResponseBase:
         prefill_email=request.GET.get("email", "")[:254],
         code_ttl_minutes=max(1, settings.AUTH_CODE_TTL_SECONDS // 60),
     )
-    return _with_csp(render(request, "console/signin.html", context))
+    return _no_store(render(request, "console/signin.html", context))
 
 
 @never_cache
@@ -145,7 +138,7 @@ def home(request: HttpRequest) -> HttpResponseBase:
 def page(request: HttpRequest, name: str) -> HttpResponseBase:
     """A page of the console; admin pages answer 403 (rendered) to members and viewers."""
     if name not in PAGES:
-        return _with_csp(
+        return _no_store(
             render(request, "console/404.html", _page_context(request, None, title="Not found"), status=404)
         )
     title, template, admin_only = PAGES[name]
@@ -155,8 +148,8 @@ def page(request: HttpRequest, name: str) -> HttpResponseBase:
     context = _page_context(request, user, page=name, title=title)
     if admin_only and not user.is_tenant_admin:
         context.update(title="Not allowed", denied=title)
-        return _with_csp(render(request, "console/403.html", context, status=403))
-    return _with_csp(render(request, template, context))
+        return _no_store(render(request, "console/403.html", context, status=403))
+    return _no_store(render(request, template, context))
 
 
 class RootView(HealthRootView):
@@ -211,24 +204,13 @@ class ConsoleVerifyCodeView(ConsoleTenantMixin, CookieSessionMixin, VerifyCodeVi
     ratelimit_group = "accounts.views.VerifyCodeView"
 
 
-def _cookie_tenant(raw: str) -> Tenant:
-    """The tenant a refresh token names (its signature is checked again by ``tokens_refresh``)."""
-    try:
-        claim = RefreshToken(raw, verify=False).get("tenant")
-    except TokenError as exc:
-        raise InvalidToken() from exc
-    tenant = Tenant.objects.filter(pk=claim, is_active=True).first() if claim else None
-    if tenant is None:
-        raise InvalidToken()
-    return tenant
-
-
 @extend_schema(exclude=True)
 class ConsoleRefreshView(AuthRateLimitMixin, APIView):
     """``POST /console/auth/refresh``: rotate the cookie's refresh token, answer a new access token.
 
-    Pages of one browser serialise their refreshes (Web Locks), so two tabs never present the same
-    token; a failed refresh clears the cookie (401).
+    Pages of one browser take turns (Web Locks); a token presented again within the rotation's grace
+    window (a page that navigated away before storing the answer) gets the same successor
+    (:func:`accounts.tokens.tokens_rotate`). A failed refresh clears the cookie (401).
     """
 
     authentication_classes: list = []
@@ -245,16 +227,18 @@ class ConsoleRefreshView(AuthRateLimitMixin, APIView):
         if not raw:
             raise InvalidToken("You are signed out.")
         try:
-            tenant = _cookie_tenant(raw)
-            tokens = refresh_rotate(tenant=tenant, raw=raw)
-        except (AuthenticationError, TokenError):
+            tenant = cookie_tenant(raw)
+            tokens = services.tokens_refresh(tenant=tenant, refresh=raw)
+        except AuthenticationError:
             response = Response(
                 envelope("authentication_failed", "Your session has ended: sign in again."),
                 status=status.HTTP_401_UNAUTHORIZED,
             )
             clear_refresh_cookie(response)
             return response
-        user = User.objects.select_related("tenant").get(pk=RefreshToken(tokens["refresh"]).get("user_id"))
+        user = User.objects.select_related("tenant").get(
+            pk=token_backend.decode(tokens["refresh"], verify=False)["user_id"]
+        )
         response = Response({"access": tokens["access"], "user": UserSerializer(user).data, "workspace": tenant.slug})
         set_refresh_cookie(response, tokens["refresh"], request=request._request)
         return response
@@ -271,8 +255,7 @@ class ConsoleLogoutView(APIView):
         enforce_csrf(request._request)
         raw = refresh_cookie(request._request)
         if raw:
-            with contextlib.suppress(AuthenticationError, TokenError):  # already ended
-                refresh_revoke(raw=raw)
+            refresh_revoke(raw=raw)
         response = Response(status=status.HTTP_204_NO_CONTENT)
         clear_refresh_cookie(response)
         return response

@@ -377,8 +377,6 @@ CONSOLE_URL = env.str("CONSOLE_URL", default="http://127.0.0.1:8000").rstrip("/"
 # The console's refresh token lives in this HttpOnly, SameSite=Strict cookie (path /console/).
 CONSOLE_REFRESH_COOKIE = env.str("CONSOLE_REFRESH_COOKIE", default="documind_refresh")
 CONSOLE_COOKIE_SECURE = env.bool("CONSOLE_COOKIE_SECURE", default=False)  # production: true
-# A refresh whose answer a page never stored (it navigated away) gets the same successor this long.
-CONSOLE_REFRESH_GRACE_SECONDS = env.int("CONSOLE_REFRESH_GRACE_SECONDS", default=30)
 # Signed download links of documents (citations open them in a new tab) work this long.
 DOCUMENT_LINK_SECONDS = env.int("DOCUMENT_LINK_SECONDS", default=600)
 

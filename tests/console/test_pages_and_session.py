@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from accounts import tokens
 from accounts.models import User
 from documents.models import Document
 from tests.accounts.conftest import PASSWORD
@@ -131,8 +132,10 @@ def test_console_endpoints_refuse_requests_without_the_csrf_token(user: User) ->
     assert post(client, "/console/auth/logout").status_code == 403
 
 
-def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(user: User, settings: Any) -> None:
-    settings.CONSOLE_REFRESH_GRACE_SECONDS = 0
+def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "REFRESH_GRACE_SECONDS", 0)  # past the grace window at once
     client = browser()
     sign_in(client, user)
     token = client.cookies["csrftoken"].value
@@ -152,6 +155,9 @@ def test_refresh_rotates_the_cookie_and_the_old_token_stops_working(user: User, 
     response = post(replay, "/console/auth/refresh", **{"X-CSRFToken": replay_token})
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_failed"
     assert response.cookies[COOKIE].value == ""  # cleared
+    assert replay.get("/console/chat").status_code == 302  # nor does it open pages
+    # a reused token is a stolen copy: its whole sign-in ends, the rightful page's cookie too
+    assert post(client, "/console/auth/refresh", **{"X-CSRFToken": token}).status_code == 401
 
 
 def test_a_refresh_whose_answer_was_lost_gets_the_same_successor_until_sign_out(user: User) -> None:
