@@ -43,7 +43,7 @@ def sign_in(page: Any, user: User, *, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/console/documents", wait_until="commit")
-    expect(page.get_by_role("heading", name="Documents")).to_be_visible()
+    expect(page.locator("#documents[data-loaded]")).to_be_attached()
 
 
 def upload_ready_document(console: Console, user: User, *, title: str = "Committee minutes") -> Document:
@@ -300,8 +300,8 @@ def test_a_cut_socket_reconnects_and_resumes_without_losing_or_repeating_text(co
         ws.connect_to_server()
         routes.append(ws)
 
-    page.route_web_socket(re.compile(r"/ws/chat/"), through)
     sign_in(page, user)
+    page.route_web_socket(re.compile(r"/ws/chat/"), through)  # the chat page's sockets from here on
     page.goto("/console/chat")
     ask(page)
     before = page.wait_for_function(STREAMING_TEXT).json_value()

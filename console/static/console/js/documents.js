@@ -79,6 +79,7 @@ async function loadDocuments() {
   rows.clear();
   for (const doc of data.results) renderRow(doc);
   empty.hidden = rows.size > 0;
+  document.getElementById("documents").dataset.loaded = "true";
 }
 
 async function refreshOne(id) {

@@ -118,7 +118,10 @@ async function refreshNow() {
 }
 
 /** A new access token. Tabs of this browser take turns (Web Locks), so none presents a used cookie. */
+let signingOut = false;
+
 export function refresh() {
+  if (signingOut) return Promise.reject(new ApiError(401, "authentication_failed", "Signed out."));
   if (!inflight) {
     const run = () => refreshNow();
     const locked = navigator.locks ? navigator.locks.request("documind-refresh", run) : run();
@@ -170,6 +173,7 @@ export async function api(path, { method = "GET", json, form, signal } = {}) {
 }
 
 export async function signOut() {
+  signingOut = true;
   try {
     // Not while a refresh is in flight (here or in another tab): its answer would set the cookie again.
     if (inflight) await inflight.catch(() => null);
