@@ -46,7 +46,7 @@ from console.auth import (
     set_refresh_cookie,
 )
 from health.views import RootView as HealthRootView
-from tenants.middleware import resolve_tenant
+from tenants.middleware import resolve_tenant_limited
 
 PAGES = {
     "documents": ("Documents", "console/documents.html", False),
@@ -172,14 +172,15 @@ class RootView(HealthRootView):
 
 
 class ConsoleTenantMixin:
-    """CSRF first, then ``X-Tenant-ID`` (the workspace) resolved as the tenant middleware does under /api/."""
+    """CSRF first, then ``X-Tenant-ID`` (the workspace) resolved as the tenant middleware does under /api/
+    (unknown workspaces count towards the per-IP limit on tenant misses)."""
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         enforce_csrf(request._request)
         workspace = request.headers.get("X-Tenant-ID", "").strip()
         if not workspace:
             raise TenantRequired("Enter your workspace.")
-        request._request.tenant = resolve_tenant(workspace)  # type: ignore[attr-defined]
+        request._request.tenant = resolve_tenant_limited(request._request, workspace)  # type: ignore[attr-defined]
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
 
