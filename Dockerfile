@@ -4,7 +4,8 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY requirements/ /tmp/requirements/
-RUN /opt/venv/bin/pip install -r /tmp/requirements/production.txt
+RUN /opt/venv/bin/pip install -r /tmp/requirements/production.txt \
+    && /opt/venv/bin/pip install --no-deps -r /tmp/requirements/ocr.txt
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

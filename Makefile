@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c
 .PHONY: install run test lint format bench worker migrate clean
 
 # (Re)install when any requirements file changes; the stamp's name carries their hash.
-$(STAMP): requirements/base.txt requirements/local.txt
+$(STAMP): requirements/base.txt requirements/local.txt requirements/ocr.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 	  echo "Could not create $(VENV): Python 3.11+ with venv is needed (Debian/Ubuntu: apt install python3-venv)."; \
 	  rm -rf $(VENV); exit 1; }
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (PYTHON=python3.12 make ...)"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/local.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/ocr.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

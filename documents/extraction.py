@@ -65,11 +65,17 @@ class PageTimeout(BaseException):
 
 @dataclass(frozen=True)
 class PageText:
-    """The text of one page (1-based ``number``); ``skipped`` when a guard dropped it."""
+    """The text of one page (1-based ``number``); ``skipped`` when a guard dropped it.
+
+    ``source`` says where the text came from: the PDF's text layer (``text``) or OCR (``ocr``, with
+    the recogniser's ``confidence``, 0–1).
+    """
 
     number: int
     text: str
     skipped: bool = False
+    source: str = "text"
+    confidence: float | None = None
 
 
 def looks_like_pdf(head: bytes) -> bool:
@@ -160,6 +166,22 @@ class PdfExtractor(ABC):
 
     def _len(self, handle: Any) -> int:
         return len(handle)
+
+    def open(self, source: Source) -> Any:
+        """Open ``source`` for :meth:`read_page` (close it with :meth:`close`)."""
+        return self._open(source)
+
+    def close(self, handle: Any) -> None:
+        self._close(handle)
+
+    def count(self, handle: Any) -> int:
+        """The number of pages of an open document."""
+        return self._len(handle)
+
+    def read_page(self, handle: Any, index: int) -> tuple[str, bool]:
+        """Page ``index``'s raw text (at most ``max_page_chars``) and whether it may show images
+        (a page without text that shows none is not worth OCR). No guards: the sandbox is the guard."""
+        return self._page_text(handle, index)[: self.max_page_chars or None], True
 
     def pages(self, source: Source) -> Iterator[PageText]:
         """Yield every page's cleaned text in order (guards applied)."""
@@ -289,19 +311,33 @@ class PdfiumExtractor(PdfExtractor):
         return self._document(source)
 
     def _page_text(self, handle: Any, index: int) -> str:
+        return self.read_page(handle, index)[0]
+
+    def read_page(self, handle: Any, index: int) -> tuple[str, bool]:
+        """The page's text, capped *before* PDFium copies it out, and whether it shows an image."""
+        import pypdfium2.raw as pdfium_c
+
+        has_images = False
         with _pdfium_lock:
             page = handle[index]
             try:
                 textpage = page.get_textpage()
                 try:
-                    text = textpage.get_text_range()
+                    count = textpage.count_chars()
+                    if self.max_page_chars > 0 and count > self.max_page_chars:
+                        logger.warning("pdf_page_text_capped", extra={"page": index + 1, "chars": count})
+                        count = self.max_page_chars
+                    text = textpage.get_text_range(0, count) if count > 0 else ""
                 finally:
                     textpage.close()
+                if len(text.strip()) < 20:  # only then does it matter (OCR); the walk stops at the first image
+                    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)
+                    has_images = next(iter(images), None) is not None
             finally:
                 page.close()
         if rtl_share(text) >= self.rtl_threshold and self._source is not None:
             text = self._rtl_page(index) or text
-        return text
+        return text, has_images
 
     def _rtl_page(self, index: int) -> str:
         """The page re-read with pypdf, which keeps right-to-left text in logical order."""

@@ -409,8 +409,23 @@ SEARCH_EF_SEARCH = env.int("SEARCH_EF_SEARCH", default=200)
 SEARCH_SEMANTIC_WEIGHT = env.float("SEARCH_SEMANTIC_WEIGHT", default=1.5)
 # Exact search below this many candidate chunks: ~7 ms per 2,000 (benchmarks/search.py).
 SEARCH_EXACT_MAX_CHUNKS = env.int("SEARCH_EXACT_MAX_CHUNKS", default=2000)
-PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=20.0)  # a page over it is skipped
+PDF_PAGE_TIMEOUT_SECONDS = env.float("PDF_PAGE_TIMEOUT_SECONDS", default=10.0)  # a page over it: pdf_too_complex
 PDF_MAX_PAGE_CHARS = env.int("PDF_MAX_PAGE_CHARS", default=100_000)  # text beyond it on one page is dropped
+# The extraction child (documents.sandbox): address space, CPU seconds and wall-clock seconds per document.
+EXTRACT_MAX_MEMORY_MB = env.int("EXTRACT_MAX_MEMORY_MB", default=512)
+EXTRACT_CPU_SECONDS = env.int("EXTRACT_CPU_SECONDS", default=300)
+EXTRACT_TIMEOUT_SECONDS = env.float("EXTRACT_TIMEOUT_SECONDS", default=300.0)
+# OCR of pages without a text layer (documents.ocr says which engine reads which languages).
+OCR_ENABLED = env.bool("OCR_ENABLED", default=True)
+OCR_ENGINE = env.str("OCR_ENGINE", default="rapidocr")  # rapidocr | tesseract
+OCR_LANGUAGES = env.str("OCR_LANGUAGES", default="eng")  # tesseract's codes joined by "+": eng+deu, fas, ara
+OCR_MAX_PAGES = env.int("OCR_MAX_PAGES", default=100)  # more pages needing OCR: pdf_too_many_scanned_pages
+OCR_MIN_CONFIDENCE = env.float("OCR_MIN_CONFIDENCE", default=0.7)  # recognised lines below it are dropped
+OCR_MAX_MEMORY_MB = env.int("OCR_MAX_MEMORY_MB", default=2048)  # onnxruntime needs ~1.5 GB of address space
+OCR_PAGE_TIMEOUT_SECONDS = env.float("OCR_PAGE_TIMEOUT_SECONDS", default=60.0)
+OCR_TIMEOUT_SECONDS = env.float("OCR_TIMEOUT_SECONDS", default=1200.0)
+OCR_DPI = env.int("OCR_DPI", default=200)
+OCR_THREADS = env.int("OCR_THREADS", default=1)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=512)  # inputs per request (the API allows 2048)
 EMBEDDING_BATCH_TOKENS = env.int("EMBEDDING_BATCH_TOKENS", default=250_000)  # tokens per request (the API allows 300k)
 INGESTION_MAX_ATTEMPTS = env.int("INGESTION_MAX_ATTEMPTS", default=3)  # redeliveries of a crashing document
