@@ -178,7 +178,7 @@ def run_ocr(config: dict[str, Any], writer: Writer, watchdog: Watchdog) -> None:
         too_complex(writer, None, "memory", "the OCR engine needed more memory than allowed to start")
     writer.send({"t": "ready", "s": time.monotonic() - STARTED})
     document = pdfium.PdfDocument(config["path"])
-    min_confidence = float(config.get("min_confidence", 0.7))
+    min_confidence = float(config.get("min_confidence", 0.6))
     while True:
         request = requests.get()
         if request is None or request.get("end"):

@@ -83,7 +83,7 @@ class ReaderConfig:
     ocr_engine: str = "rapidocr"
     ocr_languages: str = "eng"
     ocr_max_pages: int = 100
-    ocr_min_confidence: float = 0.7
+    ocr_min_confidence: float = 0.6
     ocr_memory_mb: int = 2048
     ocr_page_seconds: float = 60.0
     ocr_document_seconds: float = 1200.0

@@ -420,7 +420,7 @@ OCR_ENABLED = env.bool("OCR_ENABLED", default=True)
 OCR_ENGINE = env.str("OCR_ENGINE", default="rapidocr")  # rapidocr | tesseract
 OCR_LANGUAGES = env.str("OCR_LANGUAGES", default="eng")  # tesseract's codes joined by "+": eng+deu, fas, ara
 OCR_MAX_PAGES = env.int("OCR_MAX_PAGES", default=100)  # more pages needing OCR: pdf_too_many_scanned_pages
-OCR_MIN_CONFIDENCE = env.float("OCR_MIN_CONFIDENCE", default=0.7)  # recognised lines below it are dropped
+OCR_MIN_CONFIDENCE = env.float("OCR_MIN_CONFIDENCE", default=0.6)  # recognised lines below it are dropped
 OCR_MAX_MEMORY_MB = env.int("OCR_MAX_MEMORY_MB", default=2048)  # onnxruntime needs ~1.5 GB of address space
 OCR_PAGE_TIMEOUT_SECONDS = env.float("OCR_PAGE_TIMEOUT_SECONDS", default=60.0)
 OCR_TIMEOUT_SECONDS = env.float("OCR_TIMEOUT_SECONDS", default=1200.0)

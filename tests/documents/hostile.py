@@ -202,3 +202,20 @@ def photo_pdf(pages: int = 1, seed: int = 7) -> bytes:
         pdf.add_page()
         pdf.image(io.BytesIO(buffer.getvalue()), x=10, y=10, w=190)
     return bytes(pdf.output())
+
+
+def scanned_copy(data: bytes, *, dpi: int = 200) -> bytes:
+    """Every page of ``data`` rasterised and put back as a picture: a scan of it, with no text layer."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    pdf = FPDF()
+    try:
+        for index in range(len(document)):
+            picture = io.BytesIO()
+            document[index].render(scale=dpi / 72, grayscale=True).to_pil().convert("L").save(picture, format="PNG")
+            pdf.add_page()
+            pdf.image(io.BytesIO(picture.getvalue()), x=0, y=0, w=210, h=297)
+    finally:
+        document.close()
+    return bytes(pdf.output())
