@@ -44,7 +44,8 @@ class Message(TenantOwnedModel):
         streaming -> completed | cancelled | failed
 
     ``citations`` lists the sources the answer actually cited:
-    ``[{n, chunk_id, document_id, document_title, page_start, page_end, snippet}]``.
+    ``[{n, chunk_id, document_id, document_title, page_start, page_end, snippet, source}]`` (``source``:
+    ``text`` or ``ocr``, where the cited chunk's text came from).
     ``error`` holds ``{"type", "message"}`` when the answer failed.
     """
 

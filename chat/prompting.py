@@ -212,6 +212,8 @@ class Source:
             return f"page {first}"
         return f"pages {first}-{last}"
 
+    source: str = "text"  # the chunk's text came from the PDF's text layer or from OCR
+
     @property
     def pages(self) -> str:
         return self.pages_label(self.page_start, self.page_end)
@@ -259,6 +261,7 @@ class Source:
             "page_start": page_start,
             "page_end": page_end,
             "snippet": snippet,
+            "source": self.source,
         }
 
 

@@ -38,6 +38,7 @@ class CitationSerializer(serializers.Serializer):
     page_start = serializers.IntegerField(allow_null=True)
     page_end = serializers.IntegerField(allow_null=True)
     snippet = serializers.CharField()
+    source = serializers.ChoiceField(choices=["text", "ocr"], required=False)
 
 
 class MessageSerializer(serializers.ModelSerializer):

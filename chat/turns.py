@@ -69,6 +69,7 @@ def _hits_to_sources(hits: list[Any]) -> list[Source]:
             text=h.text,
             score=float(h.score or 0.0),
             page_breaks=h.page_breaks,
+            source=getattr(h, "source", "text"),
         )
         for i, h in enumerate(hits)
     ]

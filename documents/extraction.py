@@ -6,7 +6,10 @@ PDFium orders glyphs by position and breaks right-to-left runs apart, so the PDF
 pages that are mostly Arabic/Persian/Hebrew to pypdf, which follows the content stream's logical order.
 ``settings.PDF_EXTRACTOR`` picks one.
 
-Guards against hostile files: pypdf's own decompression limits (``pypdf.Configuration``: 75 MB a
+Ingestion never calls these in a worker: :mod:`documents.reader` runs them in a sandboxed child
+process (memory, CPU and time limits that PDFium cannot escape; see :mod:`documents.sandbox`), through
+:meth:`PdfExtractor.read_page`. The in-process guards below remain for other callers (the upload's
+page count, tools). Guards against hostile files: pypdf's own decompression limits (``pypdf.Configuration``: 75 MB a
 stream), a per-page time budget (``PDF_PAGE_TIMEOUT_SECONDS``, enforced with ``SIGALRM`` where that
 is possible, i.e. in a worker's main thread, and always checked after the page), a per-page text cap
 (``PDF_MAX_PAGE_CHARS``), and the Celery task time limits above all that. Pages that blow a budget are

@@ -1,10 +1,17 @@
 """The ingestion pipeline: PDF → pages → chunks → embeddings → chunks stored in one transaction.
 
 :func:`document_ingest` is what the Celery task (``documents.tasks.ingest_document``) runs, for
-uploads, reprocessing, the ledger's retry and ``manage.py ingest`` alike. Stages and their share of
-the progress bar::
+uploads, reprocessing, the ledger's retry and ``manage.py ingest`` alike. Pages are read in
+sandboxed child processes (text layer, then OCR for scanned pages: :mod:`documents.reader`) and stream
+back as they are done; every ``SEGMENT_CHARS`` of text is chunked and embedded while the children go
+on reading. Progress::
 
-    extracting 5–40 · chunking 42 · embedding 45–90 · storing 95 · done 100
+    opening 2 · extracting / ocr / chunking / embedding 5–90 (by pages read) · storing 95 · done 100
+
+Each stage's seconds (``extract``, ``ocr``, ``chunk``, ``embed``, ``store``, ``index``; see
+:class:`StageClock`) are the row's ``timings`` and are in the ``document_ingested`` log line with the
+children's peak RSS. Chunks carry their ``source`` (``text`` or ``ocr``) and the document the OCR
+confidence of each scanned page.
 
 Who owns what: the task row (``tasks.Task``) is the one record of the run — progress, stage, error
 and per-stage timings (seconds). Every progress report is one write to that row and one
@@ -15,13 +22,13 @@ starts, ``ready`` with the chunks, ``failed`` when a run fails here or its row e
 ``pending`` on upload, reprocess and the ledger's retry (those last ones in :mod:`documents.services`).
 
 Failures raise :class:`IngestionFailed` with a typed code (``pdf_no_text``, ``pdf_invalid``,
-``ingestion_crashed``, ``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the
+``pdf_too_complex``, ``pdf_too_many_scanned_pages``, ``ocr_unavailable``, ``ingestion_crashed``, ``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the
 embedder's own error); the task's base class stores it on the row. The store step locks the document
 row, deletes its chunks and COPYs the new ones in one transaction: a redelivered or retried task never
 duplicates chunks, and a document deleted meanwhile is left alone.
 
-Extending it: a new stage is a :class:`_Progress` report with its name (its seconds land in the
-row's ``timings``); :func:`progress_listener` lets a caller in the same thread watch the reports.
+Extending it: a new stage is a :class:`_Progress` report with its name, and its seconds a
+:meth:`StageClock.measure`; :func:`progress_listener` lets a caller in the same thread watch the reports.
 The chunks and vectors are written by :mod:`documents.chunkstore`.
 """
 
@@ -32,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -40,21 +47,38 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from documents.chunking import ChunkData, chunk_pages
+from documents.chunking import PAGE_SEPARATOR, ChunkData, chunk_pages, join_pages
 from documents.chunkstore import active_embedder_locked, chunks_replace
 from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name
-from documents.extraction import PageText, PdfError, PdfExtractor, get_extractor
+from documents.extraction import PageText, PdfError, PdfExtractor
 from documents.models import Document
+from documents.reader import PageReader, ReaderConfig
+from documents.sandbox import SandboxTimings
 from integrations.webhooks import announce_document
 from tasks import events
 from tasks.ledger import error_type_of
 from tasks.models import Task
-from tasks.tracking import TaskCancelled, report_progress
+from tasks.tracking import TaskCancelled, checkpoint, report_progress
 from tenants.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
-NO_TEXT_MESSAGE = "No text could be extracted: the PDF looks scanned (pages are images). OCR is not supported yet."
+NO_TEXT_MESSAGE = "No text could be extracted: the pages look scanned (no text layer) and OCR found no text in them."
+NO_TEXT_OCR_OFF = "No text could be extracted: the PDF looks scanned (pages are images) and OCR is turned off."
+NO_TEXT_NO_IMAGES = "No text could be extracted: the PDF's pages hold neither text nor images."
+
+
+def no_text_message(pages: Sequence[PageText], config: ReaderConfig) -> str:
+    """Why a document has no text: OCR found none, OCR is off, or there was nothing to read."""
+    if any(page.source == "ocr" for page in pages):
+        return NO_TEXT_MESSAGE
+    return NO_TEXT_OCR_OFF if not config.ocr_enabled else NO_TEXT_NO_IMAGES
+
+
+def _json_pages(ocr_pages: dict[int, float | None]) -> dict[str, float | None]:
+    return {str(number): confidence for number, confidence in ocr_pages.items()}
+
+
 CANCELLED_ERROR = {"type": "cancelled", "message": "Ingestion was cancelled."}
 
 ProgressListener = Callable[[int, str], None]
@@ -82,16 +106,20 @@ class IngestResult:
     embedding_tokens: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    ocr_pages: int = 0
+    peak_rss_kb: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "document_id": self.document_id,
             "pages": self.pages,
             "pages_without_text": self.pages_without_text,
+            "ocr_pages": self.ocr_pages,
             "chunks": self.chunks,
             "embedding_tokens": self.embedding_tokens,
             "seconds": round(self.seconds, 3),
             "timings": self.timings,
+            "peak_rss_kb": self.peak_rss_kb,
         }
 
 
@@ -161,59 +189,156 @@ def progress_listener(listener: ProgressListener) -> Iterator[None]:
 
 
 class _Progress:
-    """Reports progress and stage timings to the ledger row (one write and one event; a checkpoint)."""
+    """Reports progress and the stage timings so far to the ledger row (one write and one event; a checkpoint)."""
 
-    def __init__(self, row_id: str | None) -> None:
+    def __init__(self, row_id: str | None, clock: StageClock) -> None:
         self.row_id = row_id
+        self.clock = clock
         self.listener = _listener.get()
         self.last: tuple[int, str] = (-1, "")
-        self.timings: dict[str, float] = {}
-        self._stage_started = time.monotonic()
-
-    def _close_stage(self) -> None:
-        stage, now = self.last[1], time.monotonic()
-        if stage:
-            self.timings[stage] = round(self.timings.get(stage, 0.0) + now - self._stage_started, 4)
-        self._stage_started = now
 
     def __call__(self, progress: int, stage: str) -> None:
         if (progress, stage) == self.last:
             return
-        if stage != self.last[1]:
-            self._close_stage()
         self.last = (progress, stage)
-        report_progress(self.row_id, progress=progress, stage=stage, timings=self.timings)  # raises TaskCancelled
+        report_progress(self.row_id, progress=progress, stage=stage, timings=self.clock.as_dict())  # a checkpoint
         if self.listener is not None:
             self.listener(progress, stage)
 
-    def finish(self) -> dict[str, float]:
-        """The timings with the last stage closed."""
-        self._close_stage()
-        return self.timings
+    def checkpoint(self) -> None:
+        """Raise :class:`TaskCancelled` when the run must stop (one cheap read of the row)."""
+        checkpoint(self.row_id)
 
 
 # --- the pipeline -------------------------------------------------------------------------------
 
 
-def extract_pages(extractor: PdfExtractor, path: str | bytes, progress: _Progress, page_count: int) -> list[PageText]:
-    """Every page's text, reporting progress between 5 and 40."""
+@dataclass
+class StageClock:
+    """Seconds per stage (``extract``, ``ocr``, ``chunk``, ``embed``, ``store``, ``index``).
+
+    Stages overlap (the children read while this process chunks and embeds), so the seconds can add
+    up to more than the run's wall-clock time; ``extract`` and ``ocr`` are the children's own.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(stage, time.monotonic() - started)
+
+    def as_dict(self) -> dict[str, float]:
+        return {stage: round(self.seconds.get(stage, 0.0), 4) for stage in STAGES}
+
+
+STAGES = ("extract", "ocr", "chunk", "embed", "store", "index")
+# Pages are chunked and embedded in segments of about this many characters while the children go on
+# reading (~25k tokens, ~60 chunks of 400: still one embedding request each). A chunk never spans
+# two segments; within a segment chunking is exactly that of the whole text.
+SEGMENT_CHARS = 100_000
+
+
+@dataclass
+class Prepared:
+    """What reading, chunking and embedding produced, ready to store."""
+
+    pages: list[PageText]
+    chunks: list[ChunkData]
+    vectors: list[list[float]]
+    tokens: int
+    reader: SandboxTimings
+
+
+class _Throttle:
+    """Progress reports at most every ``interval`` seconds (and at every change of stage): each one
+    is a write and an event, and a 500-page document does not need 500 of them."""
+
+    def __init__(self, progress: Callable[[int, str], None], interval: float = 0.5) -> None:
+        self.progress = progress
+        self.interval = interval
+        self.last_at = 0.0
+        self.last_stage = ""
+
+    def __call__(self, value: int, stage: str) -> None:
+        now = time.monotonic()
+        if stage != self.last_stage or now - self.last_at >= self.interval:
+            self.last_at, self.last_stage = now, stage
+            self.progress(value, stage)
+
+
+def read_chunk_embed(
+    source: str | bytes,
+    *,
+    embedder: Embedder,
+    progress: Callable[[int, str], None],
+    checkpoint: Callable[[], None],
+    clock: StageClock,
+    config: ReaderConfig | None = None,
+) -> Prepared:
+    """Read the pages in the sandbox (:class:`documents.reader.PageReader`) and, as they arrive,
+    chunk and embed them segment by segment (progress 5–90, stage ``extracting``/``ocr``/``embedding``)."""
     pages: list[PageText] = []
-    every = max(1, page_count // 20)
-    for page in extractor.pages(path):
-        pages.append(page)
-        if len(pages) % every == 0:
-            progress(5 + int(35 * len(pages) / max(page_count, 1)), "extracting")
-    return pages
+    chunks: list[ChunkData] = []
+    vectors: list[list[float]] = []
+    tokens = 0
+    segment: list[PageText] = []
+    segment_chars = 0
+    offset = 0  # where the segment starts in the document's text (pages joined by PAGE_SEPARATOR)
+    throttled = _Throttle(progress)
+    total = [0]
+
+    def flush() -> None:
+        nonlocal tokens, offset, segment, segment_chars
+        if not segment:
+            return
+        done = 5 + int(85 * len(pages) / max(total[0], 1))
+        throttled(done, "chunking")
+        with clock.measure("chunk"):
+            found = chunk_pages(segment, chunk_tokens=settings.CHUNK_TOKENS, overlap=settings.CHUNK_OVERLAP)
+            base = len(chunks)
+            chunks.extend(
+                replace(c, index=base + c.index, char_start=c.char_start + offset, char_end=c.char_end + offset)
+                for c in found
+            )
+            offset += len(join_pages(segment)[0]) + len(PAGE_SEPARATOR)
+        segment, segment_chars = [], 0
+        if not found:
+            return
+        throttled(done, "embedding")
+        with clock.measure("embed"):
+            result = embedder.embed([c.text for c in found])
+        vectors.extend(result.vectors)
+        tokens += result.tokens
+
+    def opened(count: int) -> None:
+        total[0] = count
+        progress(5, "extracting")
+
+    with PageReader(source, config, checkpoint=checkpoint, on_open=opened) as reader:
+        for page in reader:
+            pages.append(page)
+            throttled(5 + int(85 * len(pages) / max(total[0], 1)), "ocr" if page.source == "ocr" else "extracting")
+            if page.text:
+                segment.append(page)
+                segment_chars += len(page.text)
+                if segment_chars >= SEGMENT_CHARS:
+                    flush()
+        flush()
+    clock.add("extract", reader.timings.extract_seconds)
+    clock.add("ocr", reader.timings.ocr_seconds)
+    return Prepared(pages, chunks, vectors, tokens, reader.timings)
 
 
-def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkData], progress: _Progress) -> tuple[list[list[float]], int]:
-    """Vectors for the chunks, reporting progress between 45 and 90 after each batch."""
-
-    def on_batch(done: int, total: int) -> None:
-        progress(45 + int(45 * done / max(total, 1)), "embedding")
-
-    result = embedder.embed([chunk.text for chunk in chunks], on_batch=on_batch)
-    return result.vectors, result.tokens
+def page_sources(pages: Sequence[PageText]) -> dict[int, float | None]:
+    """The pages whose text came from OCR, with the OCR confidence (None: OCR found nothing)."""
+    return {page.number: page.confidence for page in pages if page.source == "ocr"}
 
 
 def _source(document: Document) -> str | bytes:
@@ -292,24 +417,26 @@ def _run(
         )
     if document.status != Document.Status.PROCESSING:
         _set_status(document, Document.Status.PROCESSING)
-    progress = _Progress(task_row_id)
-    extractor = extractor or get_extractor()
+    clock = StageClock()
+    progress = _Progress(task_row_id, clock)
     chosen_embedder = embedder is None  # the tenant's: follow a switch that happens meanwhile
     embedder = embedder or get_embedder(tenant_embedder_name(document.tenant))
-    path = _source(document)
+    config = ReaderConfig.from_settings(**({"extractor": extractor.name} if extractor is not None else {}))
 
     progress(2, "opening")
-    pages = extract_pages(extractor, path, progress, extractor.page_count(path))
-    chunks: list[ChunkData] = []
-    if any(page.text for page in pages):
-        progress(42, "chunking")
-        chunks = chunk_pages(pages, chunk_tokens=settings.CHUNK_TOKENS, overlap=settings.CHUNK_OVERLAP)
+    prepared = read_chunk_embed(
+        _source(document),
+        embedder=embedder,
+        progress=progress,
+        checkpoint=progress.checkpoint,
+        clock=clock,
+        config=config,
+    )
+    pages, chunks, tokens = prepared.pages, prepared.chunks, prepared.tokens
+    ocr_pages = page_sources(pages)
     if not chunks:
-        Document.objects.filter(pk=document.pk).update(page_count=len(pages))
-        raise IngestionFailed("pdf_no_text", NO_TEXT_MESSAGE)
-
-    progress(45, "embedding")
-    vectors, tokens = embed_chunks(embedder, chunks, progress)
+        Document.objects.filter(pk=document.pk).update(page_count=len(pages), ocr_pages=_json_pages(ocr_pages))
+        raise IngestionFailed("pdf_no_text", no_text_message(pages, config))
     if embedder.metered:
         usage_record(
             tenant=document.tenant, user=document.owner, kind="embedding", model=embedder.model, embedding_tokens=tokens
@@ -317,13 +444,29 @@ def _run(
 
     progress(95, "storing")
     count = _store(
-        document, task_row_id, chunks, vectors, embedder, page_count=len(pages), follow_switch=chosen_embedder
+        document,
+        task_row_id,
+        chunks,
+        prepared.vectors,
+        embedder,
+        page_count=len(pages),
+        ocr_pages=ocr_pages,
+        clock=clock,
+        follow_switch=chosen_embedder,
     )
     if count is None:
         return {"skipped": "superseded"}
     pages_without_text = sum(1 for page in pages if not page.text)
     result = IngestResult(
-        str(document.pk), len(pages), pages_without_text, count, tokens, time.monotonic() - started, progress.finish()
+        str(document.pk),
+        len(pages),
+        pages_without_text,
+        count,
+        tokens,
+        time.monotonic() - started,
+        clock.as_dict(),
+        ocr_pages=len(ocr_pages),
+        peak_rss_kb={"extract": prepared.reader.extract_peak_rss_kb, "ocr": prepared.reader.ocr_peak_rss_kb},
     )
     logger.info("document_ingested", extra=result.as_dict())
     return result.as_dict()
@@ -337,6 +480,8 @@ def _store(
     embedder: Embedder,
     *,
     page_count: int,
+    ocr_pages: dict[int, float | None],
+    clock: StageClock,
     follow_switch: bool = True,
 ) -> int | None:
     """Replace the chunks and make the document ``ready`` in one transaction; None when superseded.
@@ -354,7 +499,8 @@ def _store(
             # The tenant switched embedders while this document was embedded: its searches now read
             # the new embedder's vectors only, so store those (the switch waits for this transaction).
             embedder = get_embedder(active)
-            again = embedder.embed([chunk.text for chunk in chunks])
+            with clock.measure("embed"):
+                again = embedder.embed([chunk.text for chunk in chunks])
             vectors = again.vectors
             if embedder.metered:
                 usage_record(
@@ -364,12 +510,20 @@ def _store(
                     model=embedder.model,
                     embedding_tokens=again.tokens,
                 )
-        count = chunks_replace(document=document, chunks=chunks, vectors=vectors, embedder=embedder)
+        count = chunks_replace(
+            document=document,
+            chunks=chunks,
+            vectors=vectors,
+            embedder=embedder,
+            ocr_pages=ocr_pages,
+            on_stage=clock.add,
+        )
         _set_status(
             document,
             Document.Status.READY,
             chunk_count=count,
             page_count=page_count,
+            ocr_pages=_json_pages(ocr_pages),
             embedding_model=embedder.model,
             embedding_dimensions=embedder.dimensions,
             processed_at=timezone.now(),

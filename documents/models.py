@@ -92,6 +92,8 @@ class Document(TenantOwnedModel):
     task = models.ForeignKey("tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     embedding_model = models.CharField(max_length=100, blank=True)
     embedding_dimensions = models.PositiveIntegerField(default=0)
+    # The pages read by OCR (no text layer), page number → the OCR confidence (0–1; null: no text found).
+    ocr_pages = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -122,7 +124,13 @@ class Chunk(models.Model):
     inside the chunk (``offset`` into ``text``), so that a span of the text can name its own pages
     (:meth:`pages_of_span`); chunks stored before it existed have None and cite their whole range.
     The vectors are in :class:`ChunkEmbedding`, one per embedder.
+    ``source`` says where the text came from: the PDF's text layer, or OCR when any of the chunk's
+    pages was a scan (``ocr_confidence``: the lowest confidence of those pages).
     """
+
+    class Source(models.TextChoices):
+        TEXT = "text", "Text layer"
+        OCR = "ocr", "OCR"
 
     # Not a TenantOwnedModel: the tenant column carries no B-tree of its own, so that the planner
     # does not trade the HNSW index for a tenant scan + exact sort (see documents.search).
@@ -136,6 +144,8 @@ class Chunk(models.Model):
     char_start = models.PositiveIntegerField()
     char_end = models.PositiveIntegerField()
     page_breaks = models.JSONField(default=list, blank=True, null=True)  # None: unknown (older chunks)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.TEXT)
+    ocr_confidence = models.FloatField(null=True, blank=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("text", config=TS_CONFIG),
         output_field=SearchVectorField(),

@@ -85,6 +85,7 @@ class _Row:
     text: str
     score: float
     page_breaks: list[list[int]] | None  # [offset in text, page] of each later page (None: unknown)
+    source: str  # text layer or OCR (Chunk.source)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ def semantic_rows(
         )
         order = distance
     sql = f"""
-        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {distance} AS distance, c.page_breaks
+        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {distance} AS distance, c.page_breaks,
+               c.source
         FROM {EMBEDDING_TABLE} e
         JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
         JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
@@ -218,7 +220,7 @@ def semantic_rows(
     rows = _execute(cursor, sql, [literal, tenant.pk, *params, literal, limit])
     if not exact:
         _set_local(cursor, enable_sort="on")
-    hits = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]), _json(r[7])) for r in rows]
+    hits = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]), _json(r[7]), r[8]) for r in rows]
     hits.sort(key=lambda row: (-row.score, row.chunk_id))  # relaxed order: re-sort the few rows
     return hits
 
@@ -248,14 +250,14 @@ def keyword_rows(
     tsquery = _tsquery_literal(lexemes)
     sql = f"""
         SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text,
-               ts_rank_cd(c.search_vector, %s::tsquery, 1) AS rank, c.page_breaks
+               ts_rank_cd(c.search_vector, %s::tsquery, 1) AS rank, c.page_breaks, c.source
         FROM {CHUNK_TABLE} c JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
         WHERE c.search_vector @@ %s::tsquery AND c.tenant_id = %s AND {where}
         ORDER BY rank DESC, c.id
         LIMIT %s
     """
     rows = _execute(cursor, sql, [tsquery, tsquery, tenant.pk, *params, limit])
-    return [_Row(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6]), _json(r[7])) for r in rows]
+    return [_Row(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6]), _json(r[7]), r[8]) for r in rows]
 
 
 def fuse(ranked: dict[str, list[_Row]], top_k: int) -> list[SearchHit]:

@@ -84,6 +84,11 @@ class DocumentSerializer(serializers.ModelSerializer):
     timings = serializers.SerializerMethodField()
     task = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    ocr_pages = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        read_only=True,
+        help_text="Pages read by OCR (no text layer) → the OCR confidence, 0–1 (null: OCR found no text).",
+    )
 
     class Meta:
         model = Document
@@ -101,6 +106,7 @@ class DocumentSerializer(serializers.ModelSerializer):
             "stage",
             "page_count",
             "chunk_count",
+            "ocr_pages",
             "error",
             "timings",
             "task",
@@ -139,7 +145,7 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DictField(child=serializers.FloatField()))
     def get_timings(self, document: Document) -> dict[str, float]:
-        """Seconds spent in each stage of the current ingestion."""
+        """Seconds spent in each stage of the current ingestion (extract, ocr, chunk, embed, store, index)."""
         return dict(document.task.timings or {}) if document.task is not None else {}
 
     @extend_schema_field(DocumentErrorSerializer(allow_null=True))
@@ -212,6 +218,8 @@ class ChunkSerializer(serializers.ModelSerializer):
             "char_start",
             "char_end",
             "page_breaks",
+            "source",
+            "ocr_confidence",
         ]
         read_only_fields = fields
 
@@ -233,6 +241,7 @@ class SearchHitSerializer(serializers.Serializer):
     page_start = serializers.IntegerField()
     page_end = serializers.IntegerField()
     text = serializers.CharField()
+    source = serializers.ChoiceField(choices=["text", "ocr"], help_text="Where the text came from: text layer or OCR.")
     score = serializers.FloatField()
     retrievers = serializers.ListField(child=serializers.ChoiceField(choices=["semantic", "keyword"]))
 

@@ -66,9 +66,11 @@ def test_search_api_returns_ranked_chunks(api: APIClient, corpus: Document) -> N
         "page_start",
         "page_end",
         "text",
+        "source",
         "score",
         "retrievers",
     }
+    assert first["source"] == "text"
     assert first["document_id"] == str(corpus.pk)
     assert KNOWN_SENTENCE in first["text"]
     assert first["retrievers"] == ["semantic", "keyword"]
