@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from documents.extraction import PageText
 from documents.tokenizer import get_encoding
@@ -54,6 +55,23 @@ def join_pages(pages: Sequence[PageText]) -> tuple[str, list[int], list[int]]:
     return "".join(parts), starts, numbers
 
 
+def token_offsets(encoding: Any, tokens: Sequence[int]) -> list[int]:
+    """The character offset where each token starts: ``encoding.decode_with_offsets(tokens)[1]``,
+    without decoding the text again and counting ASCII tokens by their length (the same numbers,
+    several times faster on Latin text; tiktoken's loop costs a generator per token)."""
+    offsets: list[int] = []
+    append = offsets.append
+    position = 0
+    for token in encoding.decode_tokens_bytes(tokens):
+        if token.isascii():
+            append(position)
+            position += len(token)
+        else:  # a token may start or end inside a multi-byte character (UTF-8 continuation bytes)
+            append(max(0, position - (0x80 <= token[0] < 0xC0)))
+            position += sum(1 for byte in token if not 0x80 <= byte < 0xC0)
+    return offsets
+
+
 def _break_score(token_bytes: bytes, next_bytes: bytes) -> int:
     """How good a place the end of this token is to end a chunk (0: inside a word)."""
     if b"\n\n" in token_bytes:
@@ -83,7 +101,7 @@ def chunk_pages(
         return []
     encoding = get_encoding(encoding_name)
     tokens = encoding.encode(text, disallowed_special=())
-    _, offsets = encoding.decode_with_offsets(tokens)
+    offsets = token_offsets(encoding, tokens)
     total = len(tokens)
 
     def char_at(token_index: int) -> int:

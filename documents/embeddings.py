@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import logging
 import math
+import operator
 import random
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,7 +82,7 @@ class Embeddings:
 
 
 def l2_normalise(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vector))
+    norm = math.sqrt(sum(map(operator.mul, vector, vector)))
     if norm == 0:
         return vector
     return [v / norm for v in vector]
@@ -181,21 +184,13 @@ class HashingEmbedder(Embedder):
     def vector(self, text: str) -> tuple[list[float], int]:
         """The vector of ``text`` and its token count."""
         tokens = self._encoding().encode(text.lower(), disallowed_special=())
-        counts: dict[bytes, int] = {}
-        bigrams: dict[bytes, int] = {}
-        previous = b""
-        for token in tokens:
-            feature = self._feature(token)
-            if not feature:
-                continue
-            counts[feature] = counts.get(feature, 0) + 1
-            if previous:
-                bigram = previous + b"\x00" + feature
-                bigrams[bigram] = bigrams.get(bigram, 0) + 1
-            previous = feature
+        features = [f for f in map(self._feature, tokens) if f]
+        # Bigrams pair each feature with the previous non-empty one (empty features are skipped).
+        counts = Counter(features)
+        bigrams = Counter(a + b"\x00" + b for a, b in itertools.pairwise(features))
         vector = [0.0] * self.dimensions
-        for features, weight in ((counts, 1.0), (bigrams, self.bigram_weight)):
-            for feature, count in features.items():
+        for found, weight in ((counts, 1.0), (bigrams, self.bigram_weight)):
+            for feature, count in found.items():
                 slot, sign = self._slot(feature)
                 vector[slot] += sign * weight * (1.0 + math.log(count))
         return l2_normalise(vector), len(tokens)

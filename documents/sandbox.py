@@ -238,15 +238,20 @@ class Child:
                 self.stats.cpu_seconds = usage.ru_utime + usage.ru_stime
                 return
             if time.monotonic() > deadline:
-                self.process.kill()
+                self._signal_kill()
                 deadline = time.monotonic() + timeout
             time.sleep(0.005)
+
+    def _signal_kill(self) -> None:
+        # os.kill, not Popen.kill: Popen polls (and so reaps) first, and wait4 would lose the figures.
+        # Until we reap it the pid is still this child's (a zombie at worst), never a recycled one.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """Kill the child now (SIGKILL) and reap it."""
         if self.stats.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+            self._signal_kill()
             self._reap()
         self._eof = True
 
@@ -255,6 +260,11 @@ class Child:
         if self._closed:
             return
         self._closed = True
+        if self.process.stdin is not None:  # end-of-file: a child that is done exits by itself
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self.process.stdin.close()
+        if self.stats.returncode is None:
+            self._reap(timeout=0.2)  # its stdin watcher ends it at once; SIGKILL otherwise
         self.kill()
         with contextlib.suppress(OSError):
             os.close(self._fd)

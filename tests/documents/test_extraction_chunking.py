@@ -19,6 +19,7 @@ from documents.extraction import (
 )
 from documents.tokenizer import count_tokens
 from tests.documents.pdfs import (
+    PERSIAN_SECOND,
     PERSIAN_SENTENCE,
     encrypt_pdf,
     filler,
@@ -171,3 +172,20 @@ def test_chunks_keep_the_offsets_of_their_page_breaks() -> None:
     for c in later:
         for offset, page in c.page_breaks:
             assert 0 < offset < len(c.text) and page > c.page_start
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain English text, with punctuation. And numbers 12345!",
+        PERSIAN_SENTENCE + " " + PERSIAN_SECOND,
+        "Grüße ﬁ 日本語 🙂 mixed",
+    ],
+)
+def test_token_offsets_match_tiktoken(text: str) -> None:
+    from documents.chunking import token_offsets
+    from documents.tokenizer import get_encoding
+
+    encoding = get_encoding("cl100k_base")
+    tokens = encoding.encode(text)
+    assert token_offsets(encoding, tokens) == encoding.decode_with_offsets(tokens)[1]
