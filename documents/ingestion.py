@@ -191,9 +191,9 @@ def progress_listener(listener: ProgressListener) -> Iterator[None]:
 class _Progress:
     """Reports progress and the stage timings so far to the ledger row (one write and one event; a checkpoint)."""
 
-    def __init__(self, row_id: str | None, clock: StageClock) -> None:
+    def __init__(self, row_id: str | None, clock: StageClock | None = None) -> None:
         self.row_id = row_id
-        self.clock = clock
+        self.clock = clock or StageClock()
         self.listener = _listener.get()
         self.last: tuple[int, str] = (-1, "")
 

@@ -39,7 +39,8 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     task = Task.objects.get(pk=document.task_id)  # the one record of the run
     assert (task.status, task.progress, task.stage, task.error) == (Task.Status.COMPLETED, 100, "done", {})
     assert task.result == result and result["chunks"] >= 5
-    assert {"opening", "extracting", "chunking", "embedding", "storing"} <= set(task.timings)
+    assert set(task.timings) == {"extract", "ocr", "chunk", "embed", "store", "index"}  # issue 11's stages
+    assert task.timings["extract"] > 0 and task.timings["embed"] > 0 and task.timings["ocr"] == 0
     assert all(isinstance(seconds, float) and seconds >= 0 for seconds in task.timings.values())
     assert document.page_count == 3
     assert document.chunk_count == len(chunks) == result["chunks"] >= 5

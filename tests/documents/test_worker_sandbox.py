@@ -62,8 +62,11 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, worker:
 
 
 def finished(pk: str) -> Document | None:
+    """The document once it is ready or failed *and* its task row is final (the row holds the error)."""
     document = Document.objects.filter(pk=pk).select_related("task").first()
-    return document if document is not None and document.status in ("ready", "failed") else None
+    if document is None or document.status not in ("ready", "failed"):
+        return None
+    return document if document.task is None or document.task.status in Task.TERMINAL else None
 
 
 def children(worker: WorkerProcess, mode: str | None = None) -> list[psutil.Process]:
