@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from chat.models import ChatSession, Message
+from documents.models import Chunk
 
 
 class ChatSessionSerializer(serializers.ModelSerializer):
@@ -38,7 +39,7 @@ class CitationSerializer(serializers.Serializer):
     page_start = serializers.IntegerField(allow_null=True)
     page_end = serializers.IntegerField(allow_null=True)
     snippet = serializers.CharField()
-    source = serializers.ChoiceField(choices=["text", "ocr"], required=False)
+    source = serializers.ChoiceField(choices=Chunk.Source.choices, required=False)
 
 
 class MessageSerializer(serializers.ModelSerializer):

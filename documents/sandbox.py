@@ -72,17 +72,25 @@ class ChildFailed(Exception):
         self.item = item
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), looked up in the parent: the forked child must not ``dlopen``."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def _preexec(limits: Limits, parent_pid: int) -> Callable[[], None]:
     memory = limits.memory_mb * 1024 * 1024
     cpu = max(1, int(limits.cpu_seconds))
+    prctl = _prctl()
 
     def apply() -> None:  # runs in the forked child before exec: keep it to system calls
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 

@@ -241,7 +241,9 @@ class SearchHitSerializer(serializers.Serializer):
     page_start = serializers.IntegerField()
     page_end = serializers.IntegerField()
     text = serializers.CharField()
-    source = serializers.ChoiceField(choices=["text", "ocr"], help_text="Where the text came from: text layer or OCR.")
+    source = serializers.ChoiceField(
+        choices=Chunk.Source.choices, help_text="Where the text came from: text layer or OCR."
+    )
     score = serializers.FloatField()
     retrievers = serializers.ListField(child=serializers.ChoiceField(choices=["semantic", "keyword"]))
 

@@ -296,6 +296,7 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "chat.models.Message.Status",
         "TaskStatusEnum": "tasks.models.Task.Status",
         "DocumentStatusEnum": "documents.models.Document.Status",
+        "TextSourceEnum": "documents.models.Chunk.Source",
     },
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,15 @@ def test_tesseract_reads_a_persian_scan() -> None:
     words = PERSIAN_SENTENCE.rstrip(".").split()
     found = [word for word in words if word in pages[0].text]
     assert len(found) >= len(words) * 0.6, (pages[0].text, found)
+
+
+def test_system_check_refuses_an_unknown_engine_and_warns_about_a_missing_one(settings: Any) -> None:
+    from documents.checks import ocr_settings_check
+
+    settings.OCR_ENGINE = "abbyy"
+    assert [m.id for m in ocr_settings_check()] == ["documents.E005"]
+    settings.OCR_ENGINE = "rapidocr"
+    assert ocr_settings_check() == []  # installed by the requirements
+    settings.OCR_ENGINE = "tesseract"
+    expected = [] if shutil.which("tesseract") else ["documents.W001"]
+    assert [m.id for m in ocr_settings_check()] == expected
