@@ -51,7 +51,7 @@ CITATION = _object(
         "page_start": INTEGER,
         "page_end": INTEGER,
         "snippet": STRING,
-        "source": {"type": "string", "enum": ["text", "ocr"]},
+        "source": {"type": "string", "enum": ["text", "ocr"], "description": "the PDF's text layer or OCR of a scan"},
     },
 )
 
@@ -135,7 +135,8 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
             "timings": {
                 "type": "object",
                 "additionalProperties": {"type": "number"},
-                "description": "seconds spent in each stage so far",
+                "description": "seconds spent in each stage so far: extract, ocr, chunk, embed, store, index "
+                "(extract and ocr run in child processes, overlapping the others)",
             },
         },
         "Ingestion of one of your documents moved on.",
