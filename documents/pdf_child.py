@@ -30,6 +30,8 @@ from typing import Any
 
 import msgpack
 
+from documents.sandbox import vm_hwm_kb
+
 EXIT_TOO_COMPLEX = 75
 STARTED = time.monotonic()
 
@@ -42,6 +44,7 @@ class Writer:
         self.lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
+        message["hwm"] = vm_hwm_kb()  # this process's peak RSS so far (the parent keeps the largest)
         data = msgpack.packb(message)
         with self.lock:
             view = memoryview(data)

@@ -18,8 +18,12 @@ message, so time the consumer spends chunking and embedding between reads is not
 child) and per run; it kills the child on any limit, on a cancel (the caller's ``checkpoint``
 raising), and when it is closed. Messages are msgpack maps on a private pipe (the child's stdout is
 pointed at its stderr, so a library that prints cannot corrupt the stream); the child's stderr goes
-to a temporary file whose tail is logged when it fails. The child's peak RSS and CPU time come from
-``wait4``.
+to a temporary file whose tail is logged when it fails.
+
+The child's peak RSS is its ``VmHWM`` (``/proc/<pid>/status``), reported by the child with every
+message and sampled by the parent while it waits and just before a kill: ``ru_maxrss`` from ``wait4``
+would be useless, since Linux carries the forked parent's high-water mark over ``exec``. Its CPU
+time comes from ``wait4``.
 """
 
 from __future__ import annotations
@@ -97,9 +101,21 @@ def _preexec(limits: Limits, parent_pid: int) -> Callable[[], None]:
     return apply
 
 
+def vm_hwm_kb(pid: int | str = "self") -> int:
+    """The peak resident set of a live process (``VmHWM``, kB); 0 when unknown (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:  # noqa: PTH123 (hot path: no Path object)
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 @dataclass
 class ChildStats:
-    """What the kernel says the child used (from ``wait4``)."""
+    """What the child used: peak RSS (``VmHWM``) and CPU seconds, and how it ended."""
 
     peak_rss_kb: int = 0
     cpu_seconds: float = 0.0
@@ -119,7 +135,8 @@ class Child:
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(OSError):
             fcntl.fcntl(read_fd, F_SETPIPE_SZ, PIPE_SIZE)
-        env = {**os.environ, "DOCUMIND_CHILD_FD": str(write_fd), "OMP_NUM_THREADS": "1"}
+        # One malloc arena: each thread's arena reserves 64 MB of address space, charged to RLIMIT_AS.
+        env = {**os.environ, "DOCUMIND_CHILD_FD": str(write_fd), "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "1"}
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "documents.pdf_child", mode, json.dumps(config)],
@@ -138,6 +155,7 @@ class Child:
         self.started = time.monotonic()
         self._waited = 0.0  # seconds spent waiting since the last message
         self._last_poll: float | None = None
+        self._last_sample = 0.0
         self._eof = False
         self._closed = False
 
@@ -188,7 +206,19 @@ class Child:
         self._last_poll = time.monotonic()
         if messages:
             self._waited = 0.0
+            for message in messages:
+                self._peak(int(message.get("hwm") or 0))
+        if self._last_poll - self._last_sample >= 0.2:
+            self._sample()
         return messages
+
+    def _peak(self, kb: int) -> None:
+        self.stats.peak_rss_kb = max(self.stats.peak_rss_kb, kb)
+
+    def _sample(self) -> None:
+        self._last_sample = time.monotonic()
+        if self.stats.returncode is None:
+            self._peak(vm_hwm_kb(self.process.pid))
 
     @property
     def finished(self) -> bool:
@@ -229,7 +259,7 @@ class Child:
         raise ChildFailed(reason, message)
 
     def _reap(self, timeout: float = 5.0) -> None:
-        """Wait for the child (``wait4``: its own peak RSS and CPU time) and keep the figures."""
+        """Wait for the child (``wait4``: its CPU time and how it ended) and keep the figures."""
         if self.stats.returncode is not None:
             return
         deadline = time.monotonic() + timeout
@@ -242,7 +272,6 @@ class Child:
             if pid:
                 self.stats.returncode = os.waitstatus_to_exitcode(status)
                 self.process.returncode = self.stats.returncode
-                self.stats.peak_rss_kb = int(usage.ru_maxrss)
                 self.stats.cpu_seconds = usage.ru_utime + usage.ru_stime
                 return
             if time.monotonic() > deadline:
@@ -259,6 +288,7 @@ class Child:
     def kill(self) -> None:
         """Kill the child now (SIGKILL) and reap it."""
         if self.stats.returncode is None:
+            self._sample()
             self._signal_kill()
             self._reap()
         self._eof = True
