@@ -23,6 +23,7 @@ import io
 import json
 import os
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def configure(var_dir: str | None = None) -> None:
         os.environ["MEDIA_ROOT"] = str(Path(var_dir) / "media")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     os.environ.update(EMBEDDING_PROVIDER="hashing", OPENAI_API_KEY="", LOG_LEVEL="ERROR", LOG_FORMAT="console")
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))  # base settings have no default key
     import django
 
     django.setup()
