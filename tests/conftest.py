@@ -6,10 +6,7 @@ temporary folder for this session (deleted at the end).
 
 from __future__ import annotations
 
-import os
-import socket
-import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +18,8 @@ from tenants.models import Tenant
 from tests.api_keys import make_key  # noqa: F401  (fixture: API keys through the real service)
 from tests.factories import TenantFactory, UserFactory
 from tests.fake_openai import fake_openai, fake_openai_server  # noqa: F401  (fixtures: a fake OpenAI-compatible server)
+from tests.services import check_markers, missing, require_service, shared_redis_url
+from tests.stack import RedisServer
 from tests.subprocesses import celery_worker_proc, start_celery_worker, subprocess_env  # noqa: F401  (fixtures: worker and child processes on the test database)
 
 
@@ -100,32 +99,31 @@ def anon_api(tenant: Tenant) -> APIClient:
     return make_client(None, tenant)
 
 
-def missing_service(reason: str) -> typing.NoReturn:
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Service markers (``redis``, ``chromium``, ``docker_compose``): skip with a reason, or fail under CI."""
+    check_markers(item)
+
+
+def missing_service(reason: str) -> None:
     """Skip a test whose service (Redis, chromium, docker-compose) is missing, except under ``CI=true``,
-    where CI promised to install it: there the test fails (design.md, "Contracts")."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
+    where CI promised to install it: there the test fails (design.md, "Contracts"). Prefer the markers."""
+    missing(reason)
 
 
-def redis_url() -> str | None:
-    """``REDIS_URL`` when a Redis server answers there, else None."""
-    url = os.environ.get("DOCUMIND_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
-    if not url:
-        return None
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=1):
-            return url
-    except OSError:
-        return None
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the distributed-mode tests: ``REDIS_URL`` when it answers, else a private
+    ``redis-server`` on a free port for this session (never the machine's shared one)."""
+    require_service("redis")
+    url = shared_redis_url()
+    if url is not None:
+        yield url
+        return
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture
-def require_redis() -> str:
-    url = redis_url()
-    if url is None:
-        pytest.skip("Redis not available: set REDIS_URL to a running server to run this test (CI does)")
-    return url
+def require_redis(redis_service: str) -> str:
+    """The session's Redis URL (tests using it carry the ``redis`` marker)."""
+    return redis_service

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,15 @@ import pytest
 import yaml
 from django.conf import settings
 
-from tests.conftest import missing_service
+from tests.services import compose_command
 
 BASE_DIR = Path(settings.BASE_DIR)
 COMPOSE = BASE_DIR / "docker-compose.yml"
 
 
-def compose_command() -> list[str] | None:
-    """``docker compose`` (v2 plugin) or, failing that, the standalone ``docker-compose``."""
-    if shutil.which("docker") is not None:
-        result = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-        if result.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose") is not None:
-        return ["docker-compose"]
-    return None
-
-
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*compose_command(), "-f", str(COMPOSE), "config", "--quiet"],  # type: ignore[misc]
+        [*(compose_command() or ()), "-f", str(COMPOSE), "config", "--quiet"],
         cwd=BASE_DIR,
         capture_output=True,
         text=True,
@@ -42,10 +30,9 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.docker_compose
 def test_docker_compose_config_passes() -> None:
     """``docker compose config`` accepts the file (.ci/run installs Debian's docker-compose for this)."""
-    if compose_command() is None:
-        missing_service("neither `docker compose` nor `docker-compose` is installed")
     base = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD"}}
     result = compose_config({**base, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "POSTGRES_PASSWORD": "pw"})
     assert result.returncode == 0, result.stderr

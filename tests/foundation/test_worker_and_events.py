@@ -102,6 +102,7 @@ def test_a_request_enqueuing_a_task_hands_its_request_id_to_the_worker(
     assert record["request_id"] == "from-the-browser-77"
 
 
+@pytest.mark.redis
 def test_a_worker_on_the_redis_broker(require_redis: str, start_celery_worker: Any) -> None:
     """The distributed mode: broker and cache in Redis (a separate Celery app sends, as another host would)."""
     from celery import Celery
@@ -187,6 +188,7 @@ async def test_an_event_published_by_another_process_reaches_this_one_over_postg
         await _receive_event_published_by_a_subprocess(env)
 
 
+@pytest.mark.redis
 async def test_an_event_published_by_another_process_reaches_this_one_over_redis(require_redis: str) -> None:
     env = build_subprocess_env(REDIS_URL=require_redis)
     layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [require_redis]}}}

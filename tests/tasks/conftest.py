@@ -21,7 +21,6 @@ from celery import Task as CeleryTask
 from django.conf import settings
 
 from tasks.models import Task
-from tests.conftest import redis_url
 from tests.subprocesses import WorkerProcess, build_subprocess_env, launch_celery_worker, stop_process_group
 
 WORKER_START_TIMEOUT = 90.0
@@ -127,12 +126,7 @@ def worker(
     app's own broker (the API's retry).
     """
     variant = request.param
-    if variant == "redis":
-        url = redis_url()
-        if url is None:
-            pytest.skip("Redis not available: set REDIS_URL to a running server to run this test (CI does)")
-    else:
-        url = "filesystem://"
+    url = request.getfixturevalue("redis_service") if variant == "redis" else "filesystem://"
     with django_db_blocker.unblock():
         worker = start_worker(variant, url, tmp_path_factory.mktemp(f"worker-{variant}"))
     try:
