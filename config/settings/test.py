@@ -44,6 +44,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # (test-only knobs, read from os.environ like the DOCUMIND_TEST_* ones, not user settings)
 EMAIL_BACKEND = os.environ.get("DOCUMIND_TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 EMAIL_FILE_PATH = os.environ.get("DOCUMIND_TEST_EMAIL_DIR", "")
+if os.environ.get("DOCUMIND_TEST_SUBPROCESS") and os.environ.get("EMAIL_FILE_PATH"):
+    # Servers started by the end-to-end tests (tests/stack.py) write e-mails (sign-in codes) there.
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
 AUTH_EMAIL_IN_BACKGROUND = False  # tests read the outbox right after the request (one test turns it on)
 LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING")
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
