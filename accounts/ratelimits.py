@@ -12,9 +12,9 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
 
 from config.errors import RateLimited
+from config.throttling import shared_usage
 from tenants.models import Tenant
 
 
@@ -24,8 +24,8 @@ def check_email_rate(request: Any, *, scope: str, tenant: Tenant, email: str, ra
         return
     subject = hashlib.sha256(f"{tenant.pk}|{email.strip().lower()}".encode()).hexdigest()
     django_request = getattr(request, "_request", request)
-    usage = get_usage(
-        django_request, group=f"auth-email:{scope}", key=lambda group, req: subject, rate=rate, increment=True
+    usage = shared_usage(  # fails closed (503) when the shared cache is down
+        django_request, group=f"auth-email:{scope}", key=lambda group, req: subject, rate=rate, fail_open=False
     )
     if usage and usage["should_limit"]:
         wait = max(1, int(usage["time_left"]))

@@ -13,8 +13,12 @@ import pickle
 from typing import Any
 
 from django.core.cache.backends.db import DatabaseCache
-from django.db import connections, models, router, transaction
+from django.db import DatabaseError, connections, models, router, transaction
 from django.utils.timezone import now as tz_now
+from redis.exceptions import RedisError
+
+# What a shared cache that cannot be reached raises: Redis (distributed) or the database (embedded).
+CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, DatabaseError, OSError)
 
 
 class AtomicDatabaseCache(DatabaseCache):

@@ -97,6 +97,10 @@ class UpstreamError(DomainError):
     status_code, code, default_message = 502, "upstream_error", "The language model provider failed."
 
 
+class ServiceUnavailable(DomainError):
+    status_code, code, default_message = 503, "service_unavailable", "A service this needs is unavailable; retry soon."
+
+
 _DRF_CODES: dict[type[Exception], str] = {
     exceptions.ParseError: "validation_error",  # malformed JSON/multipart: a 400 like any invalid input
     exceptions.AuthenticationFailed: "authentication_failed",

@@ -123,6 +123,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     body: Any
     at: float = field(default_factory=time.monotonic)
+    client_port: int | None = None  # the caller's TCP port: which process sent it (psutil)
 
     @property
     def endpoint(self) -> str:
@@ -304,7 +305,7 @@ def _make_handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         # --- routing -------------------------------------------------------------------------
         def do_GET(self) -> None:
-            fake._record(RecordedRequest("GET", self.path, _headers(self), None))
+            fake._record(RecordedRequest("GET", self.path, _headers(self), None, client_port=self.client_address[1]))
             if self.path.rstrip("/") == "/v1/models":
                 models = [fake.chat_model, "gpt-4o", fake.embedding_model]
                 self._send_json(
@@ -318,7 +319,7 @@ def _make_handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/_fake/"):
                 self._control(body if isinstance(body, dict) else {})
                 return
-            fake._record(RecordedRequest("POST", self.path, _headers(self), body))
+            fake._record(RecordedRequest("POST", self.path, _headers(self), body, client_port=self.client_address[1]))
             endpoint = ENDPOINTS.get(self.path)
             if endpoint is None:
                 self._send_json(404, _openai_error(f"Unknown path {self.path}", "invalid_request_error"))

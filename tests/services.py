@@ -101,7 +101,16 @@ MARKERS = {
 
 def require_service(name: str) -> None:
     """Skip (locally) or fail (``CI=true``) the running test when service ``name`` is missing."""
-    reason = SERVICES[name]()
+    missing(SERVICES[name]())
+
+
+def require_redis_server() -> None:
+    """The ``redis-server`` binary itself (tests that stop and restart a private Redis need it)."""
+    missing(None if shutil.which("redis-server") else "redis-server is not installed (apt install redis-server)")
+
+
+def missing(reason: str | None) -> None:
+    """Nothing when ``reason`` is None; else skip with it, or fail under ``CI=true``."""
     if reason is None:
         return
     if in_ci():

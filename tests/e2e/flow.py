@@ -7,6 +7,7 @@ show what the product sent.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -96,9 +97,18 @@ def check_search(api: Api, document_id: str) -> None:
         assert best["page_start"] == best["page_end"] == 2, (mode, best)
 
 
+def cite_the_cat(body: dict[str, Any]) -> str:
+    """The fake model's answer: it cites the numbered source that holds the cat's name, as a model would
+    (which number that is depends on the retrieval's ranking, arbitrary with the fake's random vectors)."""
+    system = body["messages"][0]["content"]
+    numbers = [int(n) for n, text in re.findall(r"^\[(\d+)\] [^\n]*\n(.*?)(?=^\[\d+\] |\Z)", system, re.M | re.S)
+               if "Marmalade" in text]  # fmt: skip
+    return ANSWER.replace("[1]", f"[{numbers[0]}]") if numbers else "The documents do not say."
+
+
 def ask(socket: Socket, fake: FakeOpenAI, document_id: str, *, question: str = QUESTION) -> list[Event]:
     """Ask over the socket; check a streamed, cited answer; return its events."""
-    fake.reply = ANSWER
+    fake.reply = cite_the_cat
     socket.send({"type": "chat.message", "content": question})
     events = socket.answer(timeout=60)
     assert events[0]["type"] == "chat.start", events
@@ -106,13 +116,14 @@ def ask(socket: Socket, fake: FakeOpenAI, document_id: str, *, question: str = Q
     assert end["status"] == "completed", events
     tokens = [e for e in events if e["type"] == "chat.token"]
     assert len(tokens) > 3, events  # streamed, not one block
-    assert streamed_text(events) == end["content"] == ANSWER
+    assert streamed_text(events) == end["content"]
+    assert end["content"].startswith("The cat is called Marmalade ["), end["content"]
     [citation] = end["citations"]
     assert citation["document_id"] == document_id and citation["document_title"] == "Committee minutes"
     assert citation["page_start"] == citation["page_end"] == 2
     assert "Marmalade" in citation["snippet"]
     system = fake.requests_to("chat")[-1].body["messages"][0]["content"]
-    assert "[1] Committee minutes (page 2)" in system
+    assert f"[{citation['n']}] Committee minutes (page 2)" in system
     return events
 
 
