@@ -6,6 +6,7 @@ temporary folder for this session (deleted at the end).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -127,3 +128,38 @@ def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def require_redis(redis_service: str) -> str:
     """The session's Redis URL (tests using it carry the ``redis`` marker)."""
     return redis_service
+
+
+class RateLimitClock:
+    """django-ratelimit's clock, frozen: every request of a test falls in the window the test chooses."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def window_end(self, key: str, period: int = 60) -> int:
+        """The last second of ``key``'s current window (django-ratelimit staggers windows per key)."""
+        from django_ratelimit.core import _get_window
+
+        return _get_window(key, period)  # reads django_ratelimit.core.time: this clock, once frozen
+
+
+@pytest.fixture
+def ratelimit_clock(monkeypatch: pytest.MonkeyPatch) -> RateLimitClock:
+    """Freeze django-ratelimit's clock (only its own: ``django_ratelimit.core.time``) at the current time.
+
+    Windows are fixed and staggered per key: with the real clock, a burst of requests can straddle
+    a window's end and pass a limit it should hit. Tests move the frozen clock with ``advance``.
+    """
+    import types
+
+    import django_ratelimit.core
+
+    clock = RateLimitClock(float(int(time.time())))
+    monkeypatch.setattr(django_ratelimit.core, "time", types.SimpleNamespace(time=clock.time))
+    return clock

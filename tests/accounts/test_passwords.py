@@ -62,16 +62,19 @@ def test_registering_someone_elses_address_does_not_give_their_account_away(anon
     assert_envelope(response, 401, "authentication_failed")
     assert bearer(tenant, owner.json()["access"]).get(ME).status_code == 200
     # a verified account keeps its password through later code sign-ins
-    anon_api.post(
+    reset = anon_api.post(
         "/api/v1/auth/password/reset/confirm",
         {"email": "victim@acme.test", "code": _reset_code(anon_api, "victim@acme.test"), "new_password": STRONG},
         format="json",
     )
-    anon_api.post(
+    assert reset.status_code == 200, reset.content
+    again = anon_api.post(
         "/api/v1/auth/verify-code",
         {"email": "victim@acme.test", "code": request_code(anon_api, "victim@acme.test")},
         format="json",
     )
+    assert again.status_code == 200, again.content
+    assert again.json()["user"]["id"] == owner.json()["user"]["id"]
     assert login(anon_api, "victim@acme.test", STRONG)
 
 

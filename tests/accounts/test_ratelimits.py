@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.core import mail
 
 from tests.accounts.conftest import PASSWORD
@@ -9,6 +10,12 @@ from tests.crosstenant import assert_envelope
 
 REQUEST = "/api/v1/auth/request-code"
 LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture(autouse=True)
+def _frozen_windows(ratelimit_clock):
+    """One window per test: a burst never straddles the end of a minute (or of ten)."""
+    return ratelimit_clock
 
 
 def assert_429(response) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
@@ -37,9 +41,28 @@ def test_access_token_claims(user):
         assert token["user_id"] == str(user.pk)
         assert token["tenant"] == str(user.tenant_id)
         assert token["role"] == "member"
-    lifetime = access["exp"] - access["iat"]
-    assert 0 < lifetime <= 60 * 60  # short-lived
+    assert access["exp"] - access["iat"] == settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds() == 15 * 60
     assert refresh["exp"] - refresh["iat"] == 7 * 24 * 3600
+
+
+def test_jwt_access_minutes_and_refresh_days_set_the_lifetimes(tmp_path):
+    """The environment variables the README documents reach the tokens (settings read in a child process)."""
+    env = {
+        **os.environ,
+        "JWT_ACCESS_MINUTES": "7",
+        "JWT_REFRESH_DAYS": "2",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",  # settings only: never connected
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DOCUMIND_TEST_SUBPROCESS": "1",
+    }
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds(), s.SIMPLE_JWT['REFRESH_TOKEN_LIFETIME'].days)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["420.0", "2"], result.stderr
 
 
 def test_token_of_tenant_a_with_header_b_is_401(user, other_tenant):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from chat.models import ChatSession, Message
 from documents.models import Project
@@ -210,14 +212,19 @@ def test_post_message_over_quota_is_429_with_retry_after(
     tenant.save()
     UsageRecord.objects.create(tenant=tenant, user=None, kind="embedding", model="m", embedding_tokens=2500)
     session = ChatSession.objects.create(tenant=user.tenant, user=user)
+    # the daily quota resets at the next UTC midnight: Retry-After is the seconds until then (rounded up)
+    midnight = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    before = int((midnight - timezone.now()).total_seconds()) + 1
     response = api.post(f"{SESSIONS}{session.pk}/messages/", {"content": "vacation"}, format="json")
+    after = int((midnight - timezone.now()).total_seconds()) + 1
     error = assert_envelope(response, 429, "quota_exceeded")
     assert error["details"]["scope"] == "tenant" and error["details"]["used"] == 2500
     # The refusal says what was needed and what is left, in words as in details.
     needed, left = error["details"]["needed"], error["details"]["remaining"]
     assert needed > left == 500
     assert f"needs about {needed} tokens" in error["message"] and "500 of 3000 left" in error["message"], error
-    assert 1 <= int(response["Retry-After"]) <= 86401
+    assert after <= int(response["Retry-After"]) <= before
+    assert error["details"]["retry_after"] == int(response["Retry-After"])
     assert openai_chat.requests_to("chat") == [] and Message.objects.count() == 0
 
 

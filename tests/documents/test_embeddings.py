@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
@@ -147,10 +148,14 @@ def test_server_errors_back_off_exponentially_then_give_up(fake_openai: FakeOpen
 
 
 def test_timeouts_are_retried(fake_openai: FakeOpenAI) -> None:
-    fake_openai.set_fault("slow_first_token", endpoint="embeddings", times=1, delay=1.0)
+    # a wide margin: the first request stays silent for 20 s, the timeout is 2 s, the retry answers at once
+    fake_openai.set_fault("slow_first_token", endpoint="embeddings", times=1, delay=20.0)
     sleeps: list[float] = []
-    result = openai_embedder(fake_openai, sleeps, timeout=0.3).embed(["hello"])
+    started = time.monotonic()
+    result = openai_embedder(fake_openai, sleeps, timeout=2.0).embed(["hello"])
+    assert time.monotonic() - started < 15, "the timeout did not cut the silent request short"
     assert len(sleeps) == 1 and len(result.vectors) == 1
+    assert len(fake_openai.requests_to("embeddings")) == 2
 
 
 def test_client_errors_are_not_retried(fake_openai: FakeOpenAI) -> None:

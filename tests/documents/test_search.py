@@ -242,6 +242,45 @@ def test_plans_exact_for_small_tenants_and_hnsw_otherwise(corpus: Document, tena
     assert hnsw in _plan("", tenant, 0, settings)
 
 
+def _settings_at_the_vector_query(tenant: Any, **search: Any) -> dict[str, str]:
+    """The planner settings in force when the semantic query runs (read on its connection, just before)."""
+    from documents import search as module
+
+    seen: dict[str, str] = {}
+    original = module._execute
+
+    def spy(cursor: Any, sql: str, params: Any) -> Any:
+        if "<=>" in sql and "ORDER BY" in sql:
+            [row] = original(
+                cursor,
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), "
+                "current_setting('enable_sort')",
+                [],
+            )
+            seen.update(ef_search=row[0], iterative_scan=row[1], enable_sort=row[2])
+        return original(cursor, sql, params)
+
+    module._execute = spy
+    try:
+        search_chunks(tenant=tenant, query=QUERY, mode="semantic", **search)
+    finally:
+        module._execute = original
+    return seen
+
+
+def test_search_ef_search_reaches_the_filtered_vector_query(corpus: Document, tenant: Any, settings: Any) -> None:
+    """README: SEARCH_EF_SEARCH is the HNSW scan's ef_search (at least top_k), with the iterative scan
+    that keeps a tenant- or project-filtered search from coming back short."""
+    settings.SEARCH_EXACT_MAX_CHUNKS = 0  # the HNSW plan
+    settings.SEARCH_EF_SEARCH = 123
+    seen = _settings_at_the_vector_query(tenant, document_ids=[corpus.pk])
+    assert seen == {"ef_search": "123", "iterative_scan": "relaxed_order", "enable_sort": "off"}
+    settings.SEARCH_EF_SEARCH = 7
+    assert _settings_at_the_vector_query(tenant, top_k=40)["ef_search"] == "40"  # never below the depth asked
+    settings.SEARCH_EXACT_MAX_CHUNKS = 10_000  # the exact plan sets none of them
+    assert _settings_at_the_vector_query(tenant)["enable_sort"] == "on"
+
+
 def test_planner_settings_do_not_leak_out_of_the_search(corpus: Document, tenant: Any, settings: Any) -> None:
     settings.SEARCH_EXACT_MAX_CHUNKS = 0
     with transaction.atomic():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -108,27 +109,44 @@ def test_concurrent_increments_are_all_counted() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_incr_inside_a_transaction_holds_the_row() -> None:
-    """In a caller's transaction the row stays locked until the commit: a concurrent incr counts on top."""
-    from django.db import transaction
+    """In a caller's transaction the row stays locked until the commit: a concurrent incr waits for it
+    (observed in PostgreSQL's lock table, not guessed with a sleep), then counts on top."""
+    from django.db import connection, transaction
 
     cache.set("t", 0, 600)
-    started = threading.Event()
+    backend: list[int] = []
+    ready = threading.Event()
     seen: list[Any] = []
 
     def other() -> None:
         try:
-            started.wait()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend.append(cursor.fetchone()[0])
+            ready.set()
             seen.append(cache.incr("t"))
         except BaseException as exc:
             seen.append(exc)
         finally:
+            ready.set()
             connections.close_all()
 
-    worker = threading.Thread(target=other)
-    worker.start()
     with transaction.atomic():
         assert cache.incr("t") == 1
-        started.set()
-        worker.join(timeout=0.3)  # time for the other incr to reach the row before we commit
-    worker.join()
+        worker = threading.Thread(target=other)
+        worker.start()
+        assert ready.wait(30) and backend, seen
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            mine = cursor.fetchone()[0]
+            deadline = time.monotonic() + 30
+            blocked = False
+            while not blocked and time.monotonic() < deadline:
+                cursor.execute("SELECT %s = ANY(pg_blocking_pids(%s))", [mine, backend[0]])
+                blocked = cursor.fetchone()[0]
+                if not blocked:
+                    time.sleep(0.01)
+        assert blocked, "the other incr never waited on this transaction's row lock"
+        assert seen == []  # still waiting: nothing counted yet
+    worker.join(30)
     assert seen == [2] and cache.get("t") == 2

@@ -23,9 +23,13 @@ ECHO = "/api/v1/_t/echo"
 
 
 @pytest.fixture(autouse=True)
-def _limit_of_three(settings: Any) -> None:
+def _limit_of_three(settings: Any, request: pytest.FixtureRequest) -> None:
+    """A limit of 3 a minute, on a frozen clock (no burst straddles a window's end) unless the test runs
+    another process, which has the real one (that test aligns itself on a window)."""
     settings.RATELIMIT_ENABLED = True
     settings.RATELIMIT_PER_MINUTE = 3
+    if "subprocess_env" not in request.fixturenames:
+        request.getfixturevalue("ratelimit_clock")
 
 
 def exhaust(client: APIClient, url: str, allowed: int, **extra: Any) -> None:
@@ -34,16 +38,19 @@ def exhaust(client: APIClient, url: str, allowed: int, **extra: Any) -> None:
         assert response.status_code == 200, (i, response.content)
 
 
-def assert_limited(response: Any) -> None:
+def assert_limited(response: Any, key: str | None = None, clock: Any = None) -> None:
+    """429 ``rate_limited``; with ``key``/``clock``, Retry-After is exactly the rest of key's window."""
     error = assert_envelope(response, 429, "rate_limited")
     retry_after = int(response["Retry-After"])
     assert 1 <= retry_after <= 60
     assert error["details"]["retry_after"] == retry_after
+    if key is not None:
+        assert retry_after == max(1, clock.window_end(key) - int(clock.now))
 
 
-def test_anonymous_requests_are_limited_per_ip(anon_api: APIClient) -> None:
+def test_anonymous_requests_are_limited_per_ip(anon_api: APIClient, ratelimit_clock: Any) -> None:
     exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.0.1")
-    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.0.1"))
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.0.1"), "ip:10.0.0.1", ratelimit_clock)
     # another client IP has its own budget
     exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.0.2")
     assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.0.2"))
@@ -72,6 +79,27 @@ def test_a_view_can_declare_a_stricter_limit(anon_api: APIClient) -> None:
     assert_limited(anon_api.get("/api/v1/_t/strict"))
     # the stricter view has its own bucket: the default budget is untouched
     exhaust(anon_api, ECHO, 3)
+
+
+def test_the_budget_comes_back_when_the_window_ends(anon_api: APIClient, ratelimit_clock: Any) -> None:
+    key = "ip:10.0.3.3"
+    ratelimit_clock.now = float(ratelimit_clock.window_end(key) - 59)  # the first second of a window
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.3.3")
+    ratelimit_clock.advance(59)  # its last second still belongs to it
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.3.3"), key, ratelimit_clock)
+    ratelimit_clock.advance(1)  # the next window: a fresh budget
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.3.3")
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.3.3"), key, ratelimit_clock)
+
+
+def test_ratelimit_ip_meta_key_names_the_client_address(anon_api: APIClient, settings: Any) -> None:
+    """RATELIMIT_IP_META_KEY (README): behind a proxy that sets X-Real-IP, clients are told apart by it."""
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.5.0.1", HTTP_X_REAL_IP="203.0.113.7")
+    # the same proxy address, another client: its own budget
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.5.0.1", HTTP_X_REAL_IP="203.0.113.8")
+    # the first client through another proxy address: still limited
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.5.0.2", HTTP_X_REAL_IP="203.0.113.7"))
 
 
 def test_health_endpoints_are_never_limited(client: Any) -> None:

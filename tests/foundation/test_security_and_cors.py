@@ -93,7 +93,7 @@ def test_production_sends_hsts_and_redirects_plain_http(subprocess_env: dict[str
 
 def test_production_settings_refuse_to_start_without_their_secrets(subprocess_env: dict[str, str]) -> None:
     env = production_env(subprocess_env)
-    for missing in ("DJANGO_SECRET_KEY", "DATABASE_URL"):
+    for missing in ("DJANGO_SECRET_KEY", "DATABASE_URL", "DJANGO_ALLOWED_HOSTS"):
         broken = {k: v for k, v in env.items() if k != missing}
         result = subprocess.run(
             [sys.executable, "manage.py", "check"],
