@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ class PdfExtractor(ABC):
         except PageTimeout:
             logger.warning("pdf_page_timeout", extra={"page": index + 1, "extractor": self.name})
             return PageText(index + 1, "", skipped=True)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up (CELERY_TASK_SOFT_TIME_LIMIT): not this page's fault
         except Exception as exc:  # a broken page must not sink the document
             logger.warning(
                 "pdf_page_unreadable", extra={"page": index + 1, "extractor": self.name, "error": str(exc)[:200]}
@@ -349,6 +352,8 @@ class PdfiumExtractor(PdfExtractor):
                 self._fallback = PypdfExtractor(page_timeout=0, max_page_chars=self.max_page_chars)
                 self._fallback_handle = self._fallback._open(self._source)  # type: ignore[arg-type]
             return self._fallback._page_text(self._fallback_handle, index)  # type: ignore[union-attr]
+        except SoftTimeLimitExceeded:
+            raise
         except Exception as exc:
             logger.warning("pdf_rtl_fallback_failed", extra={"page": index + 1, "error": str(exc)[:200]})
             return ""

@@ -244,3 +244,25 @@ def test_deleting_a_session_deletes_its_messages(api: Any, user: Any) -> None:
     assert api.delete(f"{SESSIONS}{session.pk}/").status_code == 204
     assert Message.objects.count() == 0
     assert_envelope(api.delete(f"{SESSIONS}{theirs.pk}/"), 404, "not_found")
+
+
+def test_the_tenants_system_prompt_and_answer_language_reach_the_model(
+    admin_api: Any, api: Any, user: Any, handbook: Any, openai_chat: Any
+) -> None:
+    """README: an admin's system_prompt and answer_language (PATCH /api/v1/tenant/) are in the request the
+    model receives (the fake OpenAI server records it), for a question asked in English."""
+    patched = admin_api.patch(
+        "/api/v1/tenant/",
+        {"settings": {"system_prompt": "You are Acme's cheerful HR assistant.", "answer_language": "de"}},
+        format="json",
+    )
+    assert patched.status_code == 200, patched.content
+    session = api.post(SESSIONS, {}, format="json").json()
+    response = api.post(f"{SESSIONS}{session['id']}/messages/", {"content": "How many vacation days?"}, format="json")
+    assert response.status_code == 201, response.content
+    [request] = openai_chat.requests_to("chat")
+    system = request.body["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"].startswith("You are Acme's cheerful HR assistant.")
+    assert "German" in system["content"]
+    assert request.body["messages"][-1] == {"role": "user", "content": "How many vacation days?"}

@@ -18,7 +18,15 @@ from tasks.models import Task
 from tasks.services import task_cancel
 from tasks.tracking import TaskCancelled
 from tests.documents.conftest import KNOWN_SENTENCE, ingest, ingest_outcome, known_pages
-from tests.documents.pdfs import PERSIAN_SECOND, PERSIAN_SENTENCE, filler, make_image_pdf, make_pdf, make_persian_pdf
+from tests.documents.pdfs import (
+    PERSIAN_SECOND,
+    PERSIAN_SENTENCE,
+    encrypt_pdf,
+    filler,
+    make_image_pdf,
+    make_pdf,
+    make_persian_pdf,
+)
 
 
 def chunks_of(document: Document) -> list[Chunk]:
@@ -54,6 +62,23 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     # character offsets point into the document text, chunks overlap and cover it in order
     assert all(c.char_start < c.char_end for c in chunks)
     assert all(b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
+    holder = [c for c in chunks if KNOWN_SENTENCE in c.text]
+    assert holder and {c.page_start for c in holder} == {2}
+
+
+@pytest.mark.parametrize("extractor", ["pypdf", "pypdfium2"])
+def test_an_encrypted_pdf_with_an_empty_password_ingests_to_ready(uploaded: Any, settings: Any, extractor: str) -> None:
+    """README: owner-restricted PDFs (encrypted, empty user password) are read, not only accepted at upload."""
+    settings.PDF_EXTRACTOR = extractor
+    settings.CHUNK_TOKENS, settings.CHUNK_OVERLAP = 120, 20
+    document = uploaded(encrypt_pdf(make_pdf(known_pages()), user_password=""))
+
+    ingest(document)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY, document.task.error if document.task_id else None
+    assert document.page_count == 3
+    chunks = chunks_of(document)
     holder = [c for c in chunks if KNOWN_SENTENCE in c.text]
     assert holder and {c.page_start for c in holder} == {2}
 
