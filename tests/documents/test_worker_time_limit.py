@@ -34,6 +34,7 @@ def test_an_ingestion_over_the_soft_time_limit_fails_cleanly(
 
     monkeypatch.setattr(ingest_document, "soft_time_limit", 2)
     monkeypatch.setattr(ingest_document, "time_limit", 120)
+    monkeypatch.setattr(ingest_document, "_exec_options", None)  # Celery caches them at the first send
     env = build_subprocess_env(
         PDF_EXTRACTOR="pypdf",
         EMBEDDING_PROVIDER="hashing",
