@@ -373,7 +373,9 @@ def _reload_message(*, message_id: Any) -> Message:
 
 async def _follow_saved(message: Message, offset: int) -> AsyncGenerator[events.ChatEvent, None]:
     """Replay and follow an answer this process does not generate, through the database."""
-    sent = min(offset, len(message.content))
+    # Not clamped to what is saved: the database lags the stream (saved every CHAT_SAVE_INTERVAL_MS), and
+    # the client already holds everything before ``offset``; it gets only what comes after.
+    sent = max(0, offset)
     while True:
         if len(message.content) > sent:
             yield events.chat_token(message_id=message.pk, delta=message.content[sent:], offset=sent)

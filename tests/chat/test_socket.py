@@ -376,6 +376,27 @@ async def test_resume_follows_an_answer_streaming_in_another_process(
     assert tokens_text(events) == "!" and events[-1]["content"] == "Hello world!"
 
 
+async def test_resume_ahead_of_what_the_other_process_saved_sends_nothing_twice(
+    sockets: Any, user: Any, tenant: Any
+) -> None:
+    """The client saw 11 characters on the dropped socket; the other process has saved only 5 so far (it
+    saves every CHAT_SAVE_INTERVAL_MS): the resumed stream starts at 11, never replays what came before."""
+    session = await ChatSession.objects.acreate(tenant=tenant, user=user, title="lagging")
+    message = await Message.objects.acreate(
+        tenant=tenant, session=session, role="assistant", content="Hello", status="streaming", model="gpt-4o-mini"
+    )
+    socket = await connected(sockets, user)
+    await socket.send({"type": "chat.resume", "message_id": str(message.pk), "offset": 11})
+    assert (await socket.recv())["type"] == "chat.start"
+    await Message.objects.filter(pk=message.pk).aupdate(
+        content="Hello world, again", status="completed", updated_at=timezone.now()
+    )
+    events = await socket.recv_until("chat.end")
+    tokens = [e for e in events if e["type"] == "chat.token"]
+    assert [(t["offset"], t["delta"]) for t in tokens] == [(11, ", again")], events
+    assert events[-1]["content"] == "Hello world, again"
+
+
 async def test_resume_of_an_abandoned_stream_fails_it(sockets: Any, user: Any, tenant: Any) -> None:
     session = await ChatSession.objects.acreate(tenant=tenant, user=user, title="crashed")
     message = await Message.objects.acreate(
