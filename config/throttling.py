@@ -29,15 +29,21 @@ RETRY_AFTER_UNAVAILABLE = 5
 
 
 def shared_usage(
-    request: Any, *, group: str, key: Callable[[str, Any], str], rate: str, fail_open: bool
+    request: Any,
+    *,
+    group: str,
+    key: Callable[[str, Any], str],
+    rate: str,
+    fail_open: bool,
+    increment: bool = True,
 ) -> dict[str, Any] | None:
-    """django-ratelimit's count of this request (incremented) in the shared cache.
+    """django-ratelimit's count of this request (incremented unless ``increment`` is false) in the shared cache.
 
     When the cache cannot be reached: ``None`` (not limited) with a warning if ``fail_open``, else
     :class:`ServiceUnavailable` (503, ``Retry-After``).
     """
     try:
-        return get_usage(request, group=group, key=key, rate=rate, increment=True)
+        return get_usage(request, group=group, key=key, rate=rate, increment=increment)
     except CACHE_ERRORS as exc:
         logger.warning(
             "ratelimit_unavailable",

@@ -15,10 +15,10 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_ratelimit.core import get_usage
 from rest_framework.exceptions import AuthenticationFailed
 
 from config.errors import DomainError, RateLimited, TenantInactive, TenantNotFound, TenantRequired, error_response
+from config.throttling import shared_usage
 from tenants.context import current_tenant
 from tenants.models import Tenant
 
@@ -52,11 +52,14 @@ def resolve_tenant(value: str) -> Tenant:
 
 
 def _misses(request: HttpRequest, *, count: bool) -> dict[str, Any] | None:
-    return get_usage(
+    # Read on every tenant-scoped request: like the general limit, it fails open (with a warning) when
+    # the shared cache is down, or the whole API would go down with it.
+    return shared_usage(
         request,
         group="tenant-header-misses",
         key=lambda group, req: "ip:" + (req.META.get("REMOTE_ADDR") or "unknown"),
         rate=f"{settings.RATELIMIT_TENANT_MISSES_PER_MINUTE}/m",
+        fail_open=True,
         increment=count,
     )
 
