@@ -1,6 +1,6 @@
 """A task that hits its soft time limit, in a real prefork worker (``CELERY_TASK_SOFT_TIME_LIMIT``, README).
 
-The worker (and the enqueuing process) get a 2 s soft limit (and a hard one far above it) and a 500-page PDF that pypdf needs
+The worker (and the enqueuing process) get a 1 s soft limit (and a hard one far above it) and a 500-page PDF that pypdf needs
 far longer than that to read: Celery raises ``SoftTimeLimitExceeded`` inside the pool process, the
 ingestion fails as ``ingestion_timeout`` with no chunk stored, the task row records it, and the pool
 process is still there for the next task (a hard limit would have killed it).
@@ -32,7 +32,7 @@ def test_an_ingestion_over_the_soft_time_limit_fails_cleanly(
     # the limits the environment below gives the worker.
     from documents.tasks import ingest_document
 
-    monkeypatch.setattr(ingest_document, "soft_time_limit", 2)
+    monkeypatch.setattr(ingest_document, "soft_time_limit", 1)
     monkeypatch.setattr(ingest_document, "time_limit", 120)
     monkeypatch.setattr(ingest_document, "_exec_options", None)  # Celery caches them at the first send
     env = build_subprocess_env(
@@ -40,7 +40,7 @@ def test_an_ingestion_over_the_soft_time_limit_fails_cleanly(
         EMBEDDING_PROVIDER="hashing",
         OPENAI_API_KEY="",
         LOG_FORMAT="console",
-        CELERY_TASK_SOFT_TIME_LIMIT="2",
+        CELERY_TASK_SOFT_TIME_LIMIT="1",
         CELERY_TASK_TIME_LIMIT="120",
     )
     with celery_worker(tmp_path, env=env, pool="prefork", concurrency=1) as worker:
@@ -61,7 +61,7 @@ def test_an_ingestion_over_the_soft_time_limit_fails_cleanly(
         )
         assert task.status == "failed" and task.error["type"] == "ingestion_timeout", task.error
         assert not Chunk.objects.filter(document_id=pk).exists()
-        assert elapsed < 60, f"the soft limit (2 s) did not stop a run that took {elapsed:.0f}s"
+        assert elapsed < 60, f"the soft limit (1 s) did not stop a run that took {elapsed:.0f}s"
         # a soft limit lets the pool process live on: the same process ingests the next upload
         quick = upload(api, make_pdf(["A short page that takes no time at all."]), "quick.pdf")
         ready = wait_for(
