@@ -131,12 +131,17 @@ def test_sixth_attempt_fails_even_with_the_right_code(anon_api, user):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_parallel_burst_of_guesses_cannot_exceed_the_attempt_limit(tenant, user, settings):
-    """20 wrong guesses at once: every one is counted (none lost to a race), so the code is spent."""
-    settings.AUTH_CODE_MAX_ATTEMPTS = 5
+    """20 wrong guesses at once: every one is counted (none lost to a race), so the code is spent.
+
+    The limit equals the burst: no guess of the burst finds the code already discarded (a guess
+    arriving after the discard is refused without taking an attempt), so a correct counter ends at
+    exactly 20, and the next guess, even the right code, is over the limit.
+    """
+    guesses = 20
+    settings.AUTH_CODE_MAX_ATTEMPTS = guesses
     code = code_issue(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN)
     key = _cache_key(_subject(tenant, user.email, CodePurpose.SIGN_IN))
     attempts_key = f"{key}:attempts:{cache.get(key)['nonce']}"
-    guesses = 20
     barrier = threading.Barrier(guesses)
     outcomes: list[object] = []
 
@@ -159,9 +164,9 @@ def test_a_parallel_burst_of_guesses_cannot_exceed_the_attempt_limit(tenant, use
         thread.join()
     assert outcomes == ["refused"] * guesses
     assert cache.get(attempts_key) == guesses  # each guess took its own attempt
-    assert cache.get(key) is None  # past the limit: the code is gone
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed):  # the limit is used up: even the right code fails
         auth_verify_code(tenant=tenant, email=user.email, code=code)
+    assert cache.get(key) is None  # past the limit: the code is gone
 
 
 def test_code_is_single_use(anon_api, user):
