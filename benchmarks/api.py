@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from benchmarks._common import daphne, embedded_database, percentile, server_env
 
 BARE_PATH = "/bare/live"
 DJANGO_PATH = "/api/v1/health/live"
+LIST_PATH = "/api/v1/documents/?page_size=20"
 _STARTED = time.monotonic()
 
 
@@ -65,9 +67,12 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _django(scope, receive, send)
 
 
-async def _connection(host: str, port: int, path: str, count: int, latencies: list[float]) -> None:
+async def _connection(
+    host: str, port: int, path: str, count: int, latencies: list[float], headers: dict[str, str] | None = None
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n{extra}\r\n".encode()
     try:
         for _ in range(count):
             started = time.perf_counter()
@@ -89,11 +94,15 @@ async def _connection(host: str, port: int, path: str, count: int, latencies: li
         writer.close()
 
 
-async def measure(host: str, port: int, path: str, requests: int, connections: int) -> dict[str, float]:
+async def measure(
+    host: str, port: int, path: str, requests: int, connections: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     latencies: list[float] = []
     per_connection = requests // connections
     started = time.perf_counter()
-    await asyncio.gather(*(_connection(host, port, path, per_connection, latencies) for _ in range(connections)))
+    await asyncio.gather(
+        *(_connection(host, port, path, per_connection, latencies, headers) for _ in range(connections))
+    )
     elapsed = time.perf_counter() - started
     return {
         "requests": len(latencies),
@@ -103,20 +112,52 @@ async def measure(host: str, port: int, path: str, requests: int, connections: i
     }
 
 
+def seed(env: dict[str, str]) -> dict[str, str]:
+    """A tenant with one member and 40 ready documents; the headers of an authenticated request."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts.authentication import tokens_for_user
+    from accounts.models import User
+    from documents.models import Document
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(slug="bench-api").delete()
+    tenant = Tenant.objects.create(slug="bench-api", name="API benchmark")
+    user = User.objects.create(tenant=tenant, email="bench@api.test", role=User.Role.MEMBER)
+    Document.objects.bulk_create(
+        Document(
+            tenant=tenant, owner=user, title=f"Doc {i}", file=f"bench/{i}.pdf", sha256=f"{i:064x}",
+            status=Document.Status.READY, page_count=3,
+        )
+        for i in range(40)
+    )  # fmt: skip
+    return {"X-Tenant-ID": tenant.slug, "Authorization": f"Bearer {tokens_for_user(user)['access']}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--list-requests", type=int, default=500)
     args = parser.parse_args(argv)
 
-    env = server_env()
-    # the liveness view needs no database, but the settings do: hold the embedded one meanwhile
-    with embedded_database(env, "documind"), daphne("benchmarks.api:application", env) as port:
-        warmup = max(200, args.connections * 20)
-        for path in (BARE_PATH, DJANGO_PATH):
-            asyncio.run(measure("127.0.0.1", port, path, warmup, args.connections))
-        bare = asyncio.run(measure("127.0.0.1", port, BARE_PATH, args.requests, args.connections))
-        django = asyncio.run(measure("127.0.0.1", port, DJANGO_PATH, args.requests, args.connections))
+    env = server_env(RATELIMIT_ENABLED="false")
+    with embedded_database(env, "documind_bench_api"):
+        headers = seed(env)
+        with daphne("benchmarks.api:application", env) as port:
+            warmup = max(200, args.connections * 20)
+            for path in (BARE_PATH, DJANGO_PATH):
+                asyncio.run(measure("127.0.0.1", port, path, warmup, args.connections))
+            asyncio.run(measure("127.0.0.1", port, LIST_PATH, warmup, 1, headers))
+            bare = asyncio.run(measure("127.0.0.1", port, BARE_PATH, args.requests, args.connections))
+            django = asyncio.run(measure("127.0.0.1", port, DJANGO_PATH, args.requests, args.connections))
+            # one client at a time: the latency of one authenticated, tenant-scoped list
+            listing = asyncio.run(measure("127.0.0.1", port, LIST_PATH, args.list_requests, 1, headers))
 
     print(
         f"api: GET {DJANGO_PATH} vs a bare ASGI app on the same daphne ({args.requests} requests, {args.connections} connections)"
@@ -128,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  ratio      {django['rps'] / bare['rps']:8.2f} of the bare throughput;"
         f" p50 x{django['p50_ms'] / bare['p50_ms']:.1f}, p95 x{django['p95_ms'] / bare['p95_ms']:.1f}"
+    )
+    ratio = django["rps"] / bare["rps"]
+    print(f"  goal       live >= 0.50 of bare: {ratio:.2f} {'met' if ratio >= 0.5 else 'NOT met'}")
+    print(
+        f"  GET {LIST_PATH} (authenticated, 1 connection): p50 {listing['p50_ms']:.2f} ms,"
+        f" p95 {listing['p95_ms']:.2f} ms; goal p50 <= 10 ms: {'met' if listing['p50_ms'] <= 10 else 'NOT met'}"
     )
     return 0
 

@@ -125,6 +125,17 @@ else:
     EMBEDDED_DATABASE = True
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A psycopg connection pool per process (Django 5.1+). Under ASGI each request's sync code runs in a
+# thread of its own (asgiref's ThreadSensitiveContext), and connections are per thread: without a
+# pool every request would open (and close) a new PostgreSQL connection. 0 turns the pool off.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not as well
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -187,7 +198,7 @@ else:
                 "TIME_ZONE": None,
                 # libpq options of DATABASE_URL too (e.g. a unix-socket ``?host=/path``, which
                 # django-environ puts in OPTIONS rather than HOST).
-                "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+                "OPTIONS": {k: v for k, v in DATABASES["default"].get("OPTIONS", {}).items() if k != "pool"},
                 "CONN_MAX_AGE": 0,
                 "CONN_HEALTH_CHECKS": False,
                 "AUTOCOMMIT": True,
