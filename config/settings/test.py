@@ -61,6 +61,11 @@ if CHANNEL_LAYERS["default"]["BACKEND"].endswith("PostgresChannelLayer") and not
 ):
     CHANNEL_LAYERS["default"]["CONFIG"]["NAME"] = "test_" + DATABASES["default"]["NAME"]
 
+# Some tests fire 20 threads at the database at once (bursts on the cache's atomic counters), each with
+# a connection of its own as before the pool: the test process's pool may hold that many.
+if "pool" in DATABASES["default"].get("OPTIONS", {}) and not os.environ.get("DOCUMIND_TEST_SUBPROCESS"):
+    DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = max(DATABASES["default"]["OPTIONS"]["pool"]["max_size"], 24)
+
 from config.logging import build_logging  # noqa: E402
 
 LOGGING = build_logging(env.str("LOG_FORMAT", default="console"), LOG_LEVEL)

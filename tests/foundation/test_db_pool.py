@@ -63,9 +63,14 @@ def test_pool_off_restores_persistent_connections_in_production(subprocess_env: 
 
 
 def test_threads_share_the_pools_connections() -> None:
-    """Each thread (as under ASGI) takes a connection from the pool and gives it back on close."""
-    if connection.pool is None:
+    """Each thread (as under ASGI) takes a connection from the pool and gives it back on close: one
+    thread after another, no new PostgreSQL connection is opened."""
+    pool = connection.pool
+    if pool is None:
         pytest.skip("the test settings run without a pool (DB_POOL_MAX_SIZE=0)")
+    connection.ensure_connection()  # the pool is open and holds at least one connection
+    connections.close_all()
+    opened_before = pool.get_stats().get("connections_num", 0)
     backend_pids: list[int] = []
 
     def one_request() -> None:
@@ -79,4 +84,4 @@ def test_threads_share_the_pools_connections() -> None:
         thread.start()
         thread.join()
     assert len(backend_pids) == 5
-    assert len(set(backend_pids)) == 1, backend_pids
+    assert pool.get_stats().get("connections_num", 0) == opened_before, pool.get_stats()
