@@ -71,6 +71,7 @@ from chat.services import UNSET
 from chat.turns import prepare_turn
 from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from config.request_id import new_request_id, reset_request_id, set_request_id
+from health.metrics import record_socket
 from integrations.keys import api_key_recheck, api_key_verify
 from integrations.models import Scope
 from tasks.events import user_group
@@ -172,6 +173,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.forwarder: asyncio.Task[None] | None = None
         self.frame_times: deque[float] = deque()
         await self.channel_layer.group_add(self.group, self.channel_name)
+        record_socket(delta=1)  # an authenticated socket (token or key); disconnect() takes it off
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(settings.CHAT_SOCKET_AUTH_SECONDS)
@@ -231,6 +233,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.auth_timer.cancel()
         if self.user is None:
             return
+        record_socket(delta=-1)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.forwarder is not None:
             self.forwarder.cancel()

@@ -54,6 +54,7 @@ from chat.services import message_finish, message_mark_interrupted, messages_sav
 from chat.turns import Turn
 from config.errors import DomainError, UpstreamError
 from documents.tokenizer import count_tokens
+from health.metrics import record_chat_answer
 from tenants.usage import usage_reconcile
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,9 @@ class Generation:
         self.subscribers.clear()
         self.done.set()
         _active.pop(self.message_id, None)
+        record_chat_answer(
+            status=status, ttft_ms=self.ttft_ms, total_ms=end["total_ms"] or 0, completion_tokens=completion_tokens
+        )
         logger.info(
             "chat_answer_finished",
             extra={

@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from chat.prompting import Source, sentence_spans, terms, text_for
 from config.errors import UpstreamError
 from documents.embeddings import retry_after_seconds
+from health.metrics import record_provider_error, record_provider_retry
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,16 @@ def async_client() -> openai.AsyncOpenAI:
             base_url=settings.OPENAI_BASE_URL,
             timeout=settings.OPENAI_TIMEOUT_SECONDS,
             max_retries=settings.OPENAI_MAX_RETRIES,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [_count_retry]}),
         )
         per_loop[key] = client
     return client
+
+
+async def _count_retry(request: Any) -> None:
+    """httpx request hook: the client's own retries carry ``x-stainless-retry-count`` > 0."""
+    if request.headers.get("x-stainless-retry-count", "0") not in ("", "0"):
+        record_provider_retry(provider="chat")
 
 
 def _retry_after(error: openai.APIStatusError) -> int | None:
@@ -200,9 +208,11 @@ class OpenAIChatProvider:
                 finished = finished or done
             if not finished:
                 raise UpstreamStreamInterrupted("The answer stream ended before the answer was complete.")
-        except UpstreamError:
+        except UpstreamError as exc:
+            record_provider_error(provider="chat", error=exc.code)
             raise
         except (openai.OpenAIError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            record_provider_error(provider="chat", error=type(exc).__name__)
             logger.warning("chat_upstream_error", extra={"error": repr(exc)})
             raise translate_error(exc) from exc
         finally:

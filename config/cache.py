@@ -13,15 +13,50 @@ import pickle
 from typing import Any
 
 from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.redis import RedisCache
 from django.db import DatabaseError, connections, models, router, transaction
 from django.utils.timezone import now as tz_now
+from django_prometheus.cache.metrics import (
+    django_cache_get_fail_total,
+    django_cache_get_total,
+    django_cache_hits_total,
+    django_cache_misses_total,
+)
 from redis.exceptions import RedisError
 
 # What a shared cache that cannot be reached raises: Redis (distributed) or the database (embedded).
 CACHE_ERRORS: tuple[type[BaseException], ...] = (RedisError, DatabaseError, OSError)
 
+_MISSING = object()
 
-class AtomicDatabaseCache(DatabaseCache):
+
+class CacheMetricsMixin:
+    """Counts ``get`` calls, hits, misses and failures in django-prometheus's cache series."""
+
+    metrics_backend = "cache"
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        backend = self.metrics_backend
+        django_cache_get_total.labels(backend=backend).inc()
+        try:
+            value = super().get(key, _MISSING, version=version)  # type: ignore[misc]
+        except Exception:
+            django_cache_get_fail_total.labels(backend=backend).inc()
+            raise
+        if value is _MISSING:
+            django_cache_misses_total.labels(backend=backend).inc()
+            return default
+        django_cache_hits_total.labels(backend=backend).inc()
+        return value
+
+
+class MeteredRedisCache(CacheMetricsMixin, RedisCache):
+    """Django's ``RedisCache`` with the cache series (django-prometheus's own needs django-redis)."""
+
+    metrics_backend = "redis"
+
+
+class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
     """``DatabaseCache`` whose ``incr``/``decr`` are atomic read-modify-writes of the cache row.
 
     The row is read with ``SELECT ... FOR UPDATE`` and rewritten in the same transaction, so concurrent
@@ -31,6 +66,8 @@ class AtomicDatabaseCache(DatabaseCache):
     Django's own ``incr`` (a plain ``set``) would reset it to the default timeout, which would
     stretch a rate-limit window or a code's attempt counter. ``decr`` is ``incr`` with ``-delta``.
     """
+
+    metrics_backend = "database"
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         cache_key = self.make_and_validate_key(key, version=version)

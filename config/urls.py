@@ -9,7 +9,7 @@ from chat.asyncapi import AsyncAPIView
 from config.errors import not_found
 from console.views import RootView
 from documents.views import signed_file
-from health.views import HealthView
+from health.views import HealthView, metrics_view
 
 api_v1 = [
     path("", include("health.urls")),
@@ -30,6 +30,7 @@ urlpatterns = [
     path("files/<str:token>", signed_file, name="document-signed-file"),
     path("favicon.ico", RedirectView.as_view(url="/static/console/favicon.svg", permanent=True)),
     path("healthz", HealthView.as_view(), name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; METRICS_TOKEN or loopback only
     path("api/v1/", include(api_v1)),
     # The split view serves Swagger UI's start-up script as a file (?script): no inline script (CSP).
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),

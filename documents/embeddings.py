@@ -51,6 +51,7 @@ from django.conf import settings
 
 from config.errors import UpstreamError
 from documents.tokenizer import encoding_for_model, get_encoding
+from health.metrics import record_provider_error, record_provider_retry
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -432,6 +433,7 @@ class OpenAIEmbedder(Embedder):
                 body_code = getattr(exc, "code", None)
                 retryable = (status in self.retryable_statuses or status >= 500) and body_code != "insufficient_quota"
                 if not retryable or attempt >= self.max_retries:
+                    record_provider_error(provider="embedding", error=f"http_{status}")
                     raise EmbeddingError(
                         f"The embedding provider answered {status}: {exc.message}"[:500],
                         transient=retryable,
@@ -440,8 +442,10 @@ class OpenAIEmbedder(Embedder):
                 delay = self._delay(attempt, retry_after_seconds(exc.response.headers))
             except openai.APIConnectionError as exc:  # includes APITimeoutError
                 if attempt >= self.max_retries:
+                    record_provider_error(provider="embedding", error=type(exc).__name__)
                     raise EmbeddingError(f"The embedding provider is unreachable: {exc}"[:500], transient=True) from exc
                 delay = self._delay(attempt, None)
+            record_provider_retry(provider="embedding")
             logger.warning(
                 "embedding_retry", extra={"attempt": attempt + 1, "delay": round(delay, 3), "model": self.model}
             )

@@ -54,6 +54,7 @@ from documents.extraction import PageText, PdfError, PdfExtractor
 from documents.models import Document
 from documents.reader import PageReader, ReaderConfig
 from documents.sandbox import SandboxTimings
+from health.metrics import record_ingest
 from integrations.webhooks import announce_document
 from tasks import events
 from tasks.ledger import error_type_of
@@ -469,6 +470,7 @@ def _run(
         peak_rss_kb={"extract": prepared.reader.extract_peak_rss_kb, "ocr": prepared.reader.ocr_peak_rss_kb},
     )
     logger.info("document_ingested", extra=result.as_dict())
+    record_ingest(timings=result.timings, pages=result.pages)
     return result.as_dict()
 
 

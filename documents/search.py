@@ -47,6 +47,7 @@ Only ``ready`` documents of the tenant are searched; a deleted document's chunks
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from config.errors import ValidationFailed
 from documents.embeddings import Embedder, tenant_embedder, vector_literal
 from documents.models import TS_CONFIG, Chunk, ChunkEmbedding, Document
 from documents.vectors import distance_sql, embedder_predicate
+from health.metrics import record_search
 from tenants.models import Tenant
 
 MODES = ("semantic", "keyword", "hybrid")
@@ -311,6 +313,7 @@ def search_chunks(
     query = _validate(query, top_k, mode)
     if tenant is None or (document_ids is not None and len(document_ids) == 0):
         return []
+    started = time.perf_counter()
     where, params = _filters(tenant, project_id, document_ids)
     depth = top_k if mode != "hybrid" else max(2 * top_k, 20)
 
@@ -331,11 +334,15 @@ def search_chunks(
             vector = None  # nothing to compare (e.g. only punctuation): cosine distance is undefined
 
     ranked: dict[str, list[_Row]] = {}
+    plan = "keyword" if mode != "semantic" else "none"  # "none": a query with no vector (punctuation)
     with transaction.atomic(), connection.cursor() as cursor:
         count, table_rows = candidate_count(cursor, where, params)
         if count == 0:
+            record_search(mode=mode, plan="empty", seconds=time.perf_counter() - started)
             return []
         if vector is not None:
+            exact = use_exact(count, table_rows, depth)
+            plan = "exact" if exact else "hnsw"
             ranked["semantic"] = semantic_rows(
                 cursor,
                 tenant=tenant,
@@ -345,7 +352,7 @@ def search_chunks(
                 limit=depth,
                 where=where,
                 params=params,
-                exact=use_exact(count, table_rows, depth),
+                exact=exact,
             )
         if mode in ("keyword", "hybrid"):
             ranked["keyword"] = keyword_rows(
@@ -353,6 +360,8 @@ def search_chunks(
             )
 
     if mode == "hybrid":
-        return fuse(ranked, top_k)
-    rows = ranked.get(mode, [])
-    return [_hit(row, row.score, (mode,)) for row in rows[:top_k]]
+        hits = fuse(ranked, top_k)
+    else:
+        hits = [_hit(row, row.score, (mode,)) for row in ranked.get(mode, [])[:top_k]]
+    record_search(mode=mode, plan=plan, seconds=time.perf_counter() - started)
+    return hits

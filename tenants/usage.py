@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.errors import QuotaExceeded
+from health.metrics import record_quota_refusal
 from tenants.models import Tenant, UsageRecord
 from tenants.selectors import tenant_effective_settings
 
@@ -171,6 +172,7 @@ def _raise_if_over(
             _announce_quota_reached(tenant, user, quota)
             retry_after = max(1, int((quota.resets_at - now).total_seconds()) + 1)
             who = "your" if quota.scope == "user" else "your organisation's"
+            record_quota_refusal(scope=quota.scope)
             raise QuotaExceeded(
                 f"This needs about {needed} tokens and {who} daily quota has {quota.remaining} of"
                 f" {quota.limit} left; it resets at {quota.resets_at:%H:%M} UTC.",

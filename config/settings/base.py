@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 
 from config.embedded_db import embedded_database_settings
+from config.metrics_processes import use_host_and_pid
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "django_structlog",
     "axes",
     "csp",
+    "django_prometheus",
     "config.apps.ProjectConfig",
     "health",
     "tenants",
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
     "config.middleware.StaticFilesMiddleware",  # ServeStatic; a missing file is the JSON 404
+    # Below ServeStatic, where the chain runs in sync mode: no extra thread hop (static files uncounted).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     # After ServeStatic (scripts and styles need no policy of their own, and stay on the event loop).
     "csp.middleware.CSPMiddleware",
@@ -81,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # above the sync-only TenantMiddleware
     "tenants.middleware.TenantMiddleware",
     "audit.context.AuditContextMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes wants: the admin login's lockout answer
@@ -125,6 +130,9 @@ else:
     EMBEDDED_DATABASE = True
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, counting queries, their durations and errors for /metrics (django-prometheus).
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 # A psycopg connection pool per process (Django 5.1+). Under ASGI each request's sync code runs in a
 # thread of its own (asgiref's ThreadSensitiveContext), and connections are per thread: without a
 # pool every request would open (and close) a new PostgreSQL connection. 0 turns the pool off.
@@ -174,7 +182,7 @@ STORAGES = {
 REDIS_URL = env.str("REDIS_URL", default="")
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "config.cache.MeteredRedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -488,6 +496,12 @@ AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)  # 0 keeps r
 # --- Quotas ----------------------------------------------------------------------------------
 DEFAULT_TENANT_DAILY_TOKEN_QUOTA = env.int("DEFAULT_TENANT_DAILY_TOKEN_QUOTA", default=2_000_000)
 DEFAULT_USER_DAILY_TOKEN_QUOTA = env.int("DEFAULT_USER_DAILY_TOKEN_QUOTA", default=200_000)
+
+# --- Metrics ---------------------------------------------------------------------------------
+# GET /metrics (Prometheus): with a token, only "Authorization: Bearer <token>"; without, loopback only.
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) adds up every process's samples.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+use_host_and_pid()  # multiprocess sample files named <host>-<pid> (containers share the folder)
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
