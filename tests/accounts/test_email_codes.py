@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core import mail
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.codes import CodePurpose, _cache_key, _subject, code_consume, code_issue
@@ -147,9 +147,6 @@ def test_a_parallel_burst_of_guesses_cannot_exceed_the_attempt_limit(tenant, use
 
     def guess(i: int) -> None:
         try:
-            # Each guesser holds its own database connection before the burst (a pool opens them one
-            # at a time: otherwise the late ones would only start after the code was spent).
-            connection.ensure_connection()
             barrier.wait()
             auth_verify_code(tenant=tenant, email=user.email, code=wrong(f"{(int(code) + i) % 1_000_000:06d}"))
             outcomes.append("signed in")

@@ -6,12 +6,10 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,28 +58,3 @@ def test_pool_off_restores_persistent_connections_in_production(subprocess_env: 
     )
     probe = run_probe(env)
     assert probe == {"max_age": 60, "pool": None, "has_pool": False, "one": 1}
-
-
-def test_threads_share_the_pools_connections() -> None:
-    """Each thread (as under ASGI) takes a connection from the pool and gives it back on close: one
-    thread after another, no new PostgreSQL connection is opened."""
-    pool = connection.pool
-    if pool is None:
-        pytest.skip("the test settings run without a pool (DB_POOL_MAX_SIZE=0)")
-    connection.ensure_connection()  # the pool is open and holds at least one connection
-    connections.close_all()
-    opened_before = pool.get_stats().get("connections_num", 0)
-    backend_pids: list[int] = []
-
-    def one_request() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend_pids.append(cursor.fetchone()[0])
-        connections.close_all()  # what request_finished does: back to the pool, not closed
-
-    for _ in range(5):
-        thread = threading.Thread(target=one_request)
-        thread.start()
-        thread.join()
-    assert len(backend_pids) == 5
-    assert pool.get_stats().get("connections_num", 0) == opened_before, pool.get_stats()
