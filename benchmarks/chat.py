@@ -1,21 +1,27 @@
-"""Chat: the time to first token the backend adds, and 200 sockets streaming from one daphne.
+"""Chat: the time to first token the backend adds, and 500 sockets streaming from one daphne.
 
 One daphne process serves :data:`application` (DocuMind's ``config.asgi`` plus an event-loop lag probe
 at ``/bench/loop-lag``); the chat provider is ``openai`` pointed at the fake OpenAI-compatible server of
 the test suite (``tests/fake_openai.py``, real HTTP and SSE) in a process of its own; retrieval is the
-real hybrid search over a seeded document (hashing embeddings); the channel layer, cache and database
-are the embedded default's (or Redis when ``REDIS_URL`` is set).
+real hybrid search over a seeded document (hashing embeddings). Each configuration runs in a process
+of its own: the embedded default (PostgreSQL channel layer, database cache), then Redis
+(``channels-redis`` and the Redis cache, in database 14 of ``--redis-url``, emptied first) when a
+Redis answers there.
 
 1. **Added time to first token**: ``--questions`` questions one after another on one socket (each a new
-   session: validation, retrieval, prompt, quota reservation, two inserts, the model call), from
+   session: validation, retrieval, prompt, quota reservation, the inserts, the model call), from
    sending ``chat.message`` to the first ``chat.token``; against the same fake model asked directly
    with the ``openai`` client from this process. The difference is what the backend adds.
-2. **Concurrency**: ``--sockets`` sockets connect, then all ask at once; the fake streams
-   ``--words`` words ``--token-delay-ms`` apart. Success = ``chat.end`` completed, its content equal
-   to the streamed tokens, with a citation. Reports p50/p95 time to first token and the daphne
-   event loop's lag (a 10 ms sleep's overshoot, sampled in the server during the run).
+2. **Sockets**: ``--sockets`` sockets connect and stay open; ``--simultaneous`` of them ask at once,
+   then all of them do; the fake streams ``--words`` words ``--token-delay-ms`` apart. Success =
+   ``chat.end`` completed, its content equal to the streamed tokens, with a citation. Each round
+   reports p50/p95 time to first token and the daphne event loop's lag (a 10 ms sleep's overshoot,
+   sampled in the server during the round); the readiness endpoint is polled throughout.
 
-    .venv/bin/python benchmarks/chat.py [--questions 200] [--sockets 200] [--words 40] [--token-delay-ms 20]
+Then each goal of issue 16 is printed beside its figure.
+
+    .venv/bin/python benchmarks/chat.py [--questions 200] [--sockets 500] [--simultaneous 200]
+        [--words 40] [--token-delay-ms 20] [--layer both|embedded|redis] [--redis-url URL]
 
 Two cores are shared by daphne, PostgreSQL, the fake model and the client: read the figures as
 relative, not as capacity.
@@ -193,28 +199,54 @@ async def sequential(ws_url: str, origin: str, questions: int) -> list[dict[str,
     return results
 
 
-async def concurrent(ws_base: str, origin: str, tokens: list[str]) -> tuple[list[dict[str, Any]], float, int]:
+async def open_sockets(ws_base: str, origin: str, tokens: list[str]) -> list[Any]:
+    """One open socket per token (connected a few dozen at a time); the ones that failed are left out."""
     from websockets.asyncio.client import connect
 
-    async def one(token: str, ready: asyncio.Event) -> dict[str, Any]:
+    gate = asyncio.Semaphore(50)
+
+    async def one(token: str) -> Any:
+        async with gate:
+            try:
+                return await connect(f"{ws_base}?token={token}", origin=origin, open_timeout=60, max_size=None)  # type: ignore[arg-type]
+            except Exception:
+                return None
+
+    return [ws for ws in await asyncio.gather(*(one(token) for token in tokens)) if ws is not None]
+
+
+async def ask_at_once(sockets: list[Any], question: str) -> tuple[list[dict[str, Any]], float]:
+    """Every socket of ``sockets`` asks ``question`` at the same moment; their results and the time to the last end."""
+
+    async def one(ws: Any) -> dict[str, Any]:
         try:
-            async with connect(f"{ws_base}?token={token}", origin=origin, open_timeout=60, max_size=None) as ws:  # type: ignore[arg-type]
-                connected.append(1)
-                await ready.wait()
-                return await asyncio.wait_for(ask(ws, "Do laptops need disk encryption?"), timeout=120)
+            return await asyncio.wait_for(ask(ws, question), timeout=180)
         except Exception as exc:
             return {"ok": False, "error": type(exc).__name__, "ttft": None}
 
-    connected: list[int] = []
-    ready = asyncio.Event()
-    tasks = [asyncio.create_task(one(token, ready)) for token in tokens]
-    deadline = time.monotonic() + 120
-    while len(connected) < len(tokens) and time.monotonic() < deadline and not all(t.done() for t in tasks):
-        await asyncio.sleep(0.05)
     started = time.perf_counter()
-    ready.set()
-    results = await asyncio.gather(*tasks)
-    return results, time.perf_counter() - started, len(connected)
+    results = await asyncio.gather(*(one(ws) for ws in sockets))
+    return list(results), time.perf_counter() - started
+
+
+async def crowd(
+    ws_base: str, origin: str, tokens: list[str], simultaneous: int, lag: Any
+) -> tuple[int, list[tuple[str, list[dict[str, Any]], float, dict[str, float]]]]:
+    """Hold ``len(tokens)`` sockets open; ``simultaneous`` of them ask at once, then all of them do.
+
+    Returns how many connected and, per round, (name, results, seconds, the server's loop lag)."""
+    sockets = await open_sockets(ws_base, origin, tokens)
+    rounds = []
+    try:
+        plan = [(f"{simultaneous} simultaneous questions", sockets[:simultaneous])] if simultaneous else []
+        plan.append((f"{len(tokens)} sockets, all asking at once", sockets))
+        for name, askers in plan:
+            await asyncio.to_thread(lag)  # reset the server's lag samples
+            results, seconds = await ask_at_once(askers, "Do laptops need disk encryption?")
+            rounds.append((name, results, seconds, await asyncio.to_thread(lag)))
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return len(sockets), rounds
 
 
 def configure_fake(base_url: str, **config: Any) -> None:
@@ -229,31 +261,57 @@ def http_get_json(port: int, path: str) -> dict[str, Any]:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
 
 
-def poll_readiness(port: int, stop: threading.Event, answers: list[tuple[int, float]]) -> None:
-    """GET the readiness endpoint every half second until ``stop``: (status, seconds) of each answer.
-
-    A load balancer does this; under load it must keep answering 200 (issue 12: it used to flap)."""
+def poll_readiness(port: int, stop: threading.Event, answers: list[tuple[int, float, str]]) -> None:
+    """GET the readiness endpoint every half second until ``stop``: (status, seconds, body when not 200)
+    of each answer. A load balancer does this; under load it must keep answering 200 (issue 12: it used
+    to flap)."""
     import httpx
 
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=10).status_code
-        except httpx.HTTPError:
-            status = 0
-        answers.append((status, time.perf_counter() - started))
+            response = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/ready", timeout=10)
+            status, body = response.status_code, "" if response.status_code == 200 else response.text
+        except httpx.HTTPError as exc:
+            status, body = 0, repr(exc)
+        answers.append((status, time.perf_counter() - started, body))
         stop.wait(0.5)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=200)
-    parser.add_argument("--sockets", type=int, default=200)
-    parser.add_argument("--words", type=int, default=40)
-    parser.add_argument("--token-delay-ms", type=float, default=20.0)
-    args = parser.parse_args(argv)
+def _goal(text: str, met: bool, figure: str) -> str:
+    return f"  {'met    ' if met else 'NOT met'}  {text:<58} {figure}"
 
+
+def _layer_url(args: argparse.Namespace) -> str | None:
+    """Redis's URL when this run uses it (``--layer redis``), None for the embedded default."""
+    return args.redis_url if args.layer == "redis" else None
+
+
+def _redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+    except Exception:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """One configuration (the embedded default or Redis): measure and print the figures and the goals."""
     env = server_env(LOG_LEVEL="WARNING")
+    redis_url = _layer_url(args)
+    if redis_url:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()  # a database of its own (``--redis-url``): start clean
+        env["REDIS_URL"] = redis_url
+    else:
+        env.pop("REDIS_URL", None)
+    layer = (
+        f"Redis ({redis_url}): channels-redis layer, Redis cache"
+        if redis_url
+        else "embedded default: PostgreSQL channel layer, database cache"
+    )
     with embedded_database(env, DB_NAME):
         # The fake model runs in a process of its own: its threads must not share a GIL with the client.
         fake = subprocess.Popen(
@@ -299,72 +357,140 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(direct_ttft(fake_url, 10))
                 direct = asyncio.run(direct_ttft(fake_url, args.questions))
                 socket_results = asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, args.questions))
-                via = [r["ttft"] for r in socket_results if r["ttft"] is not None]
-                server_ttft = [r["server_ttft_ms"] for r in socket_results if r.get("server_ttft_ms") is not None]
 
-                # 2. concurrency
+                # 2. many sockets
                 configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
-                http_get_json(port, LAG_PATH)  # reset the lag samples
-                readiness: list[tuple[int, float]] = []
+                readiness: list[tuple[int, float, str]] = []
                 stop_polling = threading.Event()
                 poller = threading.Thread(target=poll_readiness, args=(port, stop_polling, readiness), daemon=True)
                 poller.start()
-                results, elapsed, connected = asyncio.run(concurrent(ws_base, origin, tokens[: args.sockets]))
+                connected, rounds = asyncio.run(
+                    crowd(
+                        ws_base,
+                        origin,
+                        tokens[: args.sockets],
+                        args.simultaneous,
+                        lambda: http_get_json(port, LAG_PATH),
+                    )
+                )
                 stop_polling.set()
                 poller.join(timeout=15)
-                lag = http_get_json(port, LAG_PATH)
         finally:
             fake.terminate()
             fake.wait(timeout=10)
-
-    ms = lambda v: v * 1000  # noqa: E731
-    p50_direct, p95_direct = ms(percentile(direct, 0.5)), ms(percentile(direct, 0.95))
-    p50_via, p95_via = ms(percentile(via, 0.5)), ms(percentile(via, 0.95))
-    print(f"chat: time to first token over the fake model ({args.questions} questions, one socket, each a new session)")
-    print(f"  fake model, openai client direct   p50 {p50_direct:7.2f} ms   p95 {p95_direct:7.2f} ms")
+    print(f"chat over the {layer}")
+    added = report_sequential(args, direct, socket_results)
+    all_ok = report_rounds(args, connected, rounds)
+    ready_ok = sum(1 for status, _, _ in readiness if status == 200)
+    failed = next((body for status, _, body in readiness if status != 200), "")
     print(
-        f"  through DocuMind's socket          p50 {p50_via:7.2f} ms   p95 {p95_via:7.2f} ms"
+        f"  readiness polled during the socket rounds: {ready_ok}/{len(readiness)} answered 200"
+        f"   (slowest {max((seconds for _, seconds, _ in readiness), default=0) * 1000:.0f} ms)"
+        f"{'; first failure: ' + failed[:300] if failed else ''}"
+    )
+    print("goals (issue 16)")
+    if added is not None:
+        print(_goal("backend's added time to first token p50 <= 15 ms", added[0] <= 15, f"{added[0]:.1f} ms"))
+        print(_goal("backend's added time to first token p95 <= 30 ms", added[1] <= 30, f"{added[1]:.1f} ms"))
+    by_name = dict((name, (results, lag)) for name, results, _, lag in rounds)
+    if args.simultaneous:
+        results, _ = by_name[f"{args.simultaneous} simultaneous questions"]
+        ttfts = [r["ttft"] for r in results if r.get("ttft") is not None]
+        p95 = percentile(ttfts, 0.95) * 1000 if len(ttfts) == len(results) else float("inf")
+        print(
+            _goal(f"{args.simultaneous} simultaneous questions: first token p95 <= 2 s", p95 <= 2000, f"{p95:.0f} ms")
+        )
+    results, lag = by_name[f"{args.sockets} sockets, all asking at once"]
+    ok = sum(1 for r in results if r["ok"])
+    print(_goal(f"{args.sockets} sockets on one daphne: 100 % answered", ok == args.sockets, f"{ok}/{args.sockets}"))
+    print(_goal(f"{args.sockets} sockets: event-loop lag p99 < 50 ms", lag["p99_ms"] < 50, f"{lag['p99_ms']:.1f} ms"))
+    return 0 if all_ok and ready_ok == len(readiness) else 1
+
+
+def report_sequential(
+    args: argparse.Namespace, direct: list[float], socket_results: list[dict[str, Any]]
+) -> tuple[float, float] | None:
+    """Print the one-socket figures; the (p50, p95) milliseconds the backend adds, None without questions."""
+    via = [r["ttft"] for r in socket_results if r["ttft"] is not None]
+    if not via or not direct:
+        return None
+    server_ttft = [r["server_ttft_ms"] for r in socket_results if r.get("server_ttft_ms") is not None]
+    p50_direct, p95_direct = percentile(direct, 0.5) * 1000, percentile(direct, 0.95) * 1000
+    p50_via, p95_via = percentile(via, 0.5) * 1000, percentile(via, 0.95) * 1000
+    print(f"  time to first token over the fake model ({args.questions} questions, one socket, each a new session)")
+    print(f"    fake model, openai client direct   p50 {p50_direct:7.2f} ms   p95 {p95_direct:7.2f} ms")
+    print(
+        f"    through DocuMind's socket          p50 {p50_via:7.2f} ms   p95 {p95_via:7.2f} ms"
         f"   ({sum(r['ok'] for r in socket_results)}/{len(socket_results)} ok)"
     )
     print(
-        f"  added by the backend               p50 {p50_via - p50_direct:7.2f} ms   p95 {p95_via - p95_direct:7.2f} ms"
+        f"    added by the backend               p50 {p50_via - p50_direct:7.2f} ms   p95 {p95_via - p95_direct:7.2f} ms"
         f"   (server-side ttft_ms p50 {percentile(server_ttft, 0.5):.0f})"
     )
-    ok = sum(1 for r in results if r["ok"])
-    ttfts = [r["ttft"] for r in results if r.get("ttft") is not None]
-    errors: dict[str, int] = {}
-    for r in results:
-        if not r["ok"]:
-            errors[str(r.get("error"))] = errors.get(str(r.get("error")), 0) + 1
+    return p50_via - p50_direct, p95_via - p95_direct
+
+
+def report_rounds(
+    args: argparse.Namespace, connected: int, rounds: list[tuple[str, list[dict[str, Any]], float, dict[str, float]]]
+) -> bool:
+    """Print each socket round; whether every question of every round was answered completely."""
     print(
-        f"chat: {args.sockets} concurrent sockets on one daphne, {args.words + 8} words each, "
-        f"{args.token_delay_ms:.0f} ms apart"
+        f"  {args.sockets} sockets held open on one daphne (connected {connected}/{args.sockets});"
+        f" answers of {args.words + 8} words, {args.token_delay_ms:.0f} ms apart"
     )
-    print(
-        f"  connected {connected}/{args.sockets}; answered completely {ok}/{args.sockets} "
-        f"({100 * ok / max(1, args.sockets):.1f} %){'; errors ' + json.dumps(errors) if errors else ''}"
-    )
-    if ttfts:
+    all_ok = connected == args.sockets
+    for name, results, elapsed, lag in rounds:
+        ok = sum(1 for r in results if r["ok"])
+        all_ok = all_ok and ok == len(results)
+        errors: dict[str, int] = {}
+        for r in results:
+            if not r["ok"]:
+                errors[str(r.get("error"))] = errors.get(str(r.get("error")), 0) + 1
         print(
-            f"  time to first token p50 {ms(percentile(ttfts, 0.5)):7.1f} ms   p95 {ms(percentile(ttfts, 0.95)):7.1f} ms"
-            f"   all answers done in {elapsed:.1f} s"
+            f"  {name}: answered completely {ok}/{len(results)} ({100 * ok / max(1, len(results)):.1f} %)"
+            f"{'; errors ' + json.dumps(errors) if errors else ''}; the last ended after {elapsed:.1f} s"
         )
+        ttfts = [r["ttft"] for r in results if r.get("ttft") is not None]
+        if ttfts:
+            print(
+                f"    time to first token p50 {percentile(ttfts, 0.5) * 1000:7.1f} ms"
+                f"   p95 {percentile(ttfts, 0.95) * 1000:7.1f} ms   max {max(ttfts) * 1000:7.1f} ms"
+            )
         server_side = [r["server_ttft_ms"] for r in results if r.get("server_ttft_ms") is not None]
         if server_side:
             print(
-                f"  of which server-side (question taken up -> first token) p50 {percentile(server_side, 0.5):.0f} ms"
+                f"    of which server-side (question taken up -> first token) p50 {percentile(server_side, 0.5):.0f} ms"
                 f"   p95 {percentile(server_side, 0.95):.0f} ms"
             )
-    print(
-        f"  daphne event-loop lag ({lag['count']} samples of a {LAG_INTERVAL * 1000:.0f} ms sleep): "
-        f"p50 {lag['p50_ms']:.1f} ms  p95 {lag['p95_ms']:.1f} ms  p99 {lag['p99_ms']:.1f} ms  max {lag['max_ms']:.1f} ms"
-    )
-    ready_ok = sum(1 for status, _ in readiness if status == 200)
-    print(
-        f"  readiness polled during the run: {ready_ok}/{len(readiness)} answered 200"
-        f"   (slowest {max((seconds for _, seconds in readiness), default=0) * 1000:.0f} ms)"
-    )
-    return 0 if ok == args.sockets and ready_ok == len(readiness) else 1
+        print(
+            f"    daphne event-loop lag ({lag['count']} samples of a {LAG_INTERVAL * 1000:.0f} ms sleep): p50 {lag['p50_ms']:.1f} ms"
+            f"  p95 {lag['p95_ms']:.1f} ms  p99 {lag['p99_ms']:.1f} ms  max {lag['max_ms']:.1f} ms"
+        )
+    return all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=200, help="one after another on one socket (0: skip)")
+    parser.add_argument("--sockets", type=int, default=500, help="held open at once; all ask in the last round")
+    parser.add_argument("--simultaneous", type=int, default=200, help="of them ask at once first (0: skip)")
+    parser.add_argument("--words", type=int, default=40)
+    parser.add_argument("--token-delay-ms", type=float, default=20.0)
+    parser.add_argument("--layer", choices=["both", "embedded", "redis"], default="both")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    args = parser.parse_args(argv)
+    args.simultaneous = min(args.simultaneous, args.sockets)
+    if args.layer != "both":
+        return run(args)
+    # One process per configuration: Django's settings (channel layer, cache) are read once per process.
+    given = list(argv if argv is not None else sys.argv[1:])
+    rest = [a for i, a in enumerate(given) if not a.startswith("--layer") and (i == 0 or given[i - 1] != "--layer")]
+    codes = [subprocess.run([sys.executable, __file__, *rest, "--layer", "embedded"], cwd=BASE_DIR).returncode]
+    if _redis_reachable(args.redis_url):
+        codes.append(subprocess.run([sys.executable, __file__, *rest, "--layer", "redis"], cwd=BASE_DIR).returncode)
+    else:
+        print(f"chat over Redis: skipped, no Redis answers at {args.redis_url} (--redis-url, BENCH_REDIS_URL)")
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,12 @@ class _StreamCut(Exception):
     """Raised inside the handler to drop the connection mid-stream."""
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: hundreds of streams opened at once (the chat
+    # benchmark) would have their connections dropped and retried a second later.
+    request_queue_size = 1024
+
+
 class FakeOpenAI:
     """The fake server and its controls (see the module docstring)."""
 
@@ -155,7 +161,7 @@ class FakeOpenAI:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server = _Server((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.requests: list[RecordedRequest] = []
