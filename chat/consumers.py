@@ -1,10 +1,14 @@
 """The chat WebSocket: ``/ws/chat/?token=<access token>``.
 
-The consumer parses frames, authorises and hands off: questions go to :func:`chat.turns.prepare_turn`
-(in a thread of :mod:`chat.db`), answers to :mod:`chat.generation` (on the event loop; resume and
-staleness are decided there), and every event it sends is built by :mod:`chat.events`. Each
-connection forwards at most one answer at a time, on a task of its own, so cancel and ping frames are
-handled while it streams.
+The consumer parses frames, authorises and hands off: who may connect and keep going is decided by
+:mod:`chat.socket_auth` (its base class); questions go to :func:`chat.turns.prepare_turn`, answers to
+:mod:`chat.generation` (on the event loop; resume and staleness are decided there), and every event it
+sends is built by :mod:`chat.events`. Each connection forwards at most one answer at a time, on a task
+of its own, so cancel and ping frames are handled while it streams.
+
+Where things run: everything here is a coroutine on the event loop except the database work, which
+runs on a chat database thread (:func:`chat.db.run`): the token or key check before each frame, and
+for a question that check, the fresh user and the whole turn preparation in one thread hop.
 
 Client → server frames (JSON objects; an optional ``id`` is echoed as ``reply_to`` on errors and
 ``chat.start``):
@@ -57,60 +61,24 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
-from urllib.parse import parse_qs
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.authentication import session_from_access_token
-from accounts.tokens import access_session_problem
 from chat import db, events, generation
-from chat.selectors import AccountInactive, active_user_get, assistant_message_get
+from chat.selectors import assistant_message_get
 from chat.services import UNSET
-from chat.turns import prepare_turn
+from chat.socket_auth import AuthenticatedSocket, close_code
+from chat.turns import Turn, prepare_turn
 from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from config.request_id import new_request_id, reset_request_id, set_request_id
 from health.metrics import record_socket
-from integrations.keys import api_key_recheck, api_key_verify
-from integrations.models import Scope
 from tasks.events import user_group
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-FORBIDDEN_CODES = {"user_inactive", "tenant_inactive"}
-SUBPROTOCOL = "documind"
-KEY_SUBPROTOCOL_PREFIX = "apikey."
-KEY_FRAMES = {"chat.message", "chat.cancel", "chat.resume"}  # need the ``chat`` scope
-
 
 def max_frame_chars() -> int:
     return max(64 * 1024, settings.CHAT_MAX_MESSAGE_CHARS * 2 + 8192)
-
-
-def _token(scope: dict[str, Any]) -> str | None:
-    """The ``token`` query parameter: None when absent, ``""`` when present but empty."""
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True)
-    values = query.get("token")
-    return values[0] if values else None
-
-
-def _subprotocol_key(scope: dict[str, Any]) -> str | None:
-    for value in scope.get("subprotocols") or []:
-        if value.startswith(KEY_SUBPROTOCOL_PREFIX):
-            return value[len(KEY_SUBPROTOCOL_PREFIX) :]
-    return None
-
-
-def _auth_code(exc: AuthenticationFailed) -> str:
-    """The reason code (simplejwt puts it under ``detail["code"]``, DRF in the detail's code)."""
-    detail = exc.detail
-    if isinstance(detail, dict) and "code" in detail:
-        return str(detail["code"])
-    codes = exc.get_codes()
-    return codes if isinstance(codes, str) else ""
 
 
 def _optional_str(frame: dict[str, Any], key: str, max_length: int = 200) -> str | None:
@@ -122,110 +90,20 @@ def _optional_str(frame: dict[str, Any], key: str, max_length: int = 200) -> str
     return value
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
-    """One user's chat socket: authenticated in ``connect()``, no business logic of its own."""
+class ChatConsumer(AuthenticatedSocket):
+    """One user's chat socket: authenticated in ``connect()`` (:mod:`chat.socket_auth`), no business logic."""
 
-    user: Any = None
-    session: Any = None  # the access token's session (None for API key sockets)
-    api_key: Any = None  # the integrations.APIKey when a key authenticated the socket
-    awaiting_auth = False  # a bare connection waiting for its first-frame ``auth``
-    auth_timer: asyncio.Task[None] | None = None
-    closed_for: int | None = None  # the close code once the server closed this socket
+    checked = False  # this frame's token or key check passed (errors go only to live sockets)
 
     # --- connection --------------------------------------------------------------------------
-    async def connect(self) -> None:
-        """Authenticate (token, key subprotocol, or a first ``auth`` frame) before serving; join the group."""
-        offered = self.scope.get("subprotocols") or []
-        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        raw_key = _subprotocol_key(self.scope)
-        token = _token(self.scope)
-        if raw_key is None and token is None:
-            # Wait for {"type": "auth", "api_key": ...}: keys never travel in URLs (logs, proxies).
-            await self.accept(subprotocol=subprotocol)
-            self.awaiting_auth = True
-            self.auth_timer = asyncio.get_running_loop().create_task(self._auth_deadline())
-            return
-        try:
-            if raw_key is not None:
-                key = await db.run(api_key_verify, raw=raw_key)
-                user = key.user
-                user.tenant = key.tenant
-                self.api_key = key
-            else:
-                self.session = await db.run(session_from_access_token, raw=token or "")
-                user = self.session.user
-        except AuthenticationFailed as exc:
-            # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
-            reason = _auth_code(exc)
-            code = CLOSE_FORBIDDEN if reason in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
-            client = self.scope.get("client") or ("", 0)
-            logger.warning("websocket_refused", extra={"reason": reason, "close_code": code, "client_ip": client[0]})
-            await self.accept(subprotocol=subprotocol)
-            await self.close(code=code)
-            return
-        await self._start(user)
-        await self.accept(subprotocol=subprotocol)
-
     async def _start(self, user: Any) -> None:
-        self.user, self.tenant = user, user.tenant
+        await super()._start(user)
         self.group = user_group(user.pk)
         self.streaming_id: str | None = None  # the answer this connection streams
         self.forwarder: asyncio.Task[None] | None = None
         self.frame_times: deque[float] = deque()
         await self.channel_layer.group_add(self.group, self.channel_name)
         record_socket(delta=1)  # an authenticated socket (token or key); disconnect() takes it off
-
-    async def _auth_deadline(self) -> None:
-        await asyncio.sleep(settings.CHAT_SOCKET_AUTH_SECONDS)
-        if self.awaiting_auth:
-            self.awaiting_auth = False
-            self.closed_for = CLOSE_UNAUTHENTICATED
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-
-    async def _authenticate_frame(self, text_data: str | None) -> None:
-        """The first frame of a bare connection: ``{"type": "auth", "api_key": ...}`` or a 4401 close."""
-        self.awaiting_auth = False
-        if self.auth_timer is not None:
-            self.auth_timer.cancel()
-        try:
-            frame = json.loads(text_data or "")
-        except ValueError:
-            frame = None
-        raw = frame.get("api_key") if isinstance(frame, dict) and frame.get("type") == "auth" else None
-        try:
-            if not isinstance(raw, str):
-                raise AuthenticationFailed("The first frame must be {'type': 'auth', 'api_key': ...}.")
-            key = await db.run(api_key_verify, raw=raw)
-        except AuthenticationFailed as exc:
-            code = CLOSE_FORBIDDEN if _auth_code(exc) in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
-            self.closed_for = code
-            await self.close(code=code)
-            return
-        user = key.user
-        user.tenant = key.tenant
-        self.api_key = key
-        await self._start(user)
-        await self.send_json({"type": "auth.ok", "scopes": list(key.scopes)})
-
-    async def _key_live(self) -> bool:
-        """A key socket's key is still usable (revoked or expired meanwhile: close 4401)."""
-        try:
-            self.api_key = await db.run(api_key_recheck, key_id=self.api_key.pk)
-        except AuthenticationFailed:
-            self.closed_for = CLOSE_UNAUTHENTICATED
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return False
-        return True
-
-    async def _check_key(self, frame_type: str) -> bool:
-        """For key sockets: the ``chat`` scope for chat frames (an ``insufficient_scope`` error event)."""
-        if self.api_key is None:
-            return True
-        if frame_type in KEY_FRAMES and not self.api_key.has_scope(Scope.CHAT):
-            raise DomainError(
-                "This API key lacks the 'chat' scope.", code="insufficient_scope", details={"required": "chat"}
-            )
-        return True
 
     async def disconnect(self, code: int) -> None:
         """Leave the group; an answer being generated carries on and is saved."""
@@ -240,51 +118,66 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- frames ------------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        """Parse and route one client frame; every failure becomes an ``error`` event."""
+        """Check the socket is still honoured, then parse and route one client frame; every failure
+        becomes an ``error`` event (a socket no longer honoured is closed instead)."""
         if self.awaiting_auth:
             await self._authenticate_frame(text_data)
             return
         if self.user is None or self.closed_for:
             return
-        if not await self._session_live():
-            return
         token = set_request_id(new_request_id())
-        reply_to = None
+        reply_to: Any = None
+        self.checked = False
         try:
-            if text_data is None:
-                self._count_frame()
-                raise ValidationFailed("Binary frames are not supported; send JSON text.", code="malformed_frame")
-            if len(text_data) > max_frame_chars():
-                self._count_frame()
-                raise PayloadTooLarge(f"Frames are limited to {max_frame_chars()} characters.")
-            try:
-                frame = json.loads(text_data)
-            except ValueError:
-                frame = None
-            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-                self._count_frame()
-                raise ValidationFailed("A frame is a JSON object with a string 'type'.", code="malformed_frame")
+            frame = self._parse(text_data)
             if isinstance(frame.get("id"), (str, int)) and len(str(frame["id"])) <= 100:
                 reply_to = frame["id"]
             if frame["type"] != "chat.cancel":
                 self._count_frame()
             handler = self.frame_handlers.get(frame["type"])
-            if handler is not None and not await self._check_key(frame["type"]):
-                return
             if handler is None:
                 raise ValidationFailed(
                     f"Unknown frame type {frame['type'][:50]!r}.",
                     code="unknown_type",
                     details={"allowed": sorted(self.frame_handlers)},
                 )
+            self.check_scope(frame["type"])
+            # A question checks in the thread hop that prepares it; other frames check here.
+            if frame["type"] != "chat.message" and not await self._live():
+                return
             await handler(self, frame, reply_to)
         except DomainError as exc:
-            await self.send_error(exc, reply_to)
+            if await self._live():
+                await self.send_error(exc, reply_to)
         except Exception:
             logger.exception("chat_frame_failed")
-            await self.send_error(DomainError("An internal error occurred.", code="internal_error"), reply_to)
+            if await self._live():
+                await self.send_error(DomainError("An internal error occurred.", code="internal_error"), reply_to)
         finally:
             reset_request_id(token)
+
+    async def _live(self) -> bool:
+        """This frame's check (once): whether the socket is still honoured (else it is closed)."""
+        if not self.checked and not self.closed_for:
+            self.checked = await self.still_live()
+        return self.checked
+
+    def _parse(self, text_data: str | None) -> dict[str, Any]:
+        """The frame as a JSON object with a string ``type``; malformed frames count against the limit."""
+        if text_data is None:
+            self._count_frame()
+            raise ValidationFailed("Binary frames are not supported; send JSON text.", code="malformed_frame")
+        if len(text_data) > max_frame_chars():
+            self._count_frame()
+            raise PayloadTooLarge(f"Frames are limited to {max_frame_chars()} characters.")
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._count_frame()
+            raise ValidationFailed("A frame is a JSON object with a string 'type'.", code="malformed_frame")
+        return frame
 
     def _count_frame(self) -> None:
         """The per-connection rate limit (a sliding minute)."""
@@ -306,40 +199,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             event["reply_to"] = reply_to
         await self.send_json(event)
 
-    async def _session_live(self) -> bool:
-        """Whether the token (or API key) this socket opened with is still honoured; closes 4401
-        (revoked) or 4403 when not."""
-        if self.api_key is not None:
-            return await self._key_live()
-        problem = await db.run(
-            access_session_problem,
-            user_id=self.user.pk,
-            token_version=self.session.token_version,
-            family=self.session.family,
-        )
-        if problem is None:
-            return True
-        code = CLOSE_FORBIDDEN if problem in FORBIDDEN_CODES else CLOSE_UNAUTHENTICATED
-        self.closed_for = code
-        await self.close(code=code)
-        return False
-
-    async def _close_forbidden(self) -> None:
-        self.closed_for = CLOSE_FORBIDDEN
-        await self.close(code=CLOSE_FORBIDDEN)
-
-    async def _still_allowed(self) -> bool:
-        """Reload the user and tenant (active flags, tenant settings) before work; close 4403 if deactivated."""
-        try:
-            user = await db.run(active_user_get, user_id=self.user.pk)
-        except AccountInactive:
-            await self._close_forbidden()
-            return False
-        self.user, self.tenant = user, user.tenant
-        return True
-
     def _busy(self) -> bool:
         return self.forwarder is not None and not self.forwarder.done()
+
+    def _checked_turn(self, **kwargs: Any) -> Turn | str:
+        """In a thread: the socket's check, then the turn for its fresh user; why it failed otherwise."""
+        user, problem = self.live_user()
+        if problem is not None:
+            return problem
+        self.checked = True
+        return prepare_turn(tenant=user.tenant, user=user, **kwargs)
 
     async def on_chat_message(self, frame: dict[str, Any], reply_to: Any) -> None:
         """Ask a question: ``chat.start``, then the generation streams on its own task."""
@@ -354,21 +223,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             raise ValidationFailed(
                 "document_ids must be a list of ids.", details={"fields": {"document_ids": ["Expected a list."]}}
             )
-        try:
-            turn = await db.run(
-                prepare_turn,
-                tenant=self.tenant,
-                user=self.user,
-                content=frame.get("content"),
-                session_id=_optional_str(frame, "session_id"),
-                project_id=_optional_str(frame, "project") if "project" in frame else UNSET,
-                document_ids=document_ids,
-                model=_optional_str(frame, "model"),
-                refresh_user=True,  # deactivation and new tenant settings apply to open sockets
-                received_at=received_at,
-            )
-        except AccountInactive:
-            await self._close_forbidden()
+        turn = await db.run(
+            self._checked_turn,
+            content=frame.get("content"),
+            session_id=_optional_str(frame, "session_id"),
+            project_id=_optional_str(frame, "project") if "project" in frame else UNSET,
+            document_ids=document_ids,
+            model=_optional_str(frame, "model"),
+            received_at=received_at,
+        )
+        if isinstance(turn, str):
+            await self.close_for(close_code(turn))
             return
         self.user, self.tenant = turn.user, turn.tenant
         start = turn.start_event()
@@ -389,7 +254,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             raise NotFound("No answer is being generated on this connection.", code="no_active_answer")
 
     async def on_chat_resume(self, frame: dict[str, Any], reply_to: Any) -> None:
-        """Re-attach to an answer after a reconnect, from ``offset``."""
+        """Re-attach to an answer after a reconnect, from ``offset`` (the user was refreshed by the check)."""
         offset = frame.get("offset", 0)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValidationFailed(
@@ -398,8 +263,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         if self._busy():
             raise Conflict("An answer is already streaming on this connection.", code="generation_in_progress")
-        if not await self._still_allowed():
-            return
         message = await db.run(
             assistant_message_get, tenant=self.tenant, user=self.user, message_id=frame.get("message_id")
         )
@@ -442,12 +305,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def task_progress(self, event: dict[str, Any]) -> None:
         """Forward a ``task.progress`` event of one of the user's tasks."""
         await self.send_json(event)
-
-    async def auth_revoked(self, event: dict[str, Any]) -> None:
-        """The user's tokens (all, or this sign-in's ``family``) were revoked: close with 4401."""
-        if self.api_key is not None:  # a person's sign-ins, not this key's account
-            return
-        if self.closed_for or (event.get("family") and event["family"] != self.session.family):
-            return
-        self.closed_for = CLOSE_UNAUTHENTICATED
-        await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -22,7 +22,7 @@ from chat import events
 from chat.llm import ChatProvider, ChatRequest, get_chat_provider
 from chat.models import ChatSession, Message
 from chat.prompting import Source, answer_language, build_prompt
-from chat.selectors import active_user_get, chat_session_get, session_history
+from chat.selectors import chat_session_get, session_history
 from chat.services import UNSET, Filters, chat_turn_create, resolve_filters, resolve_model, validate_question
 from tenants.models import Tenant, UsageRecord
 from tenants.selectors import tenant_effective_settings
@@ -117,7 +117,7 @@ def _chat_request(
 
 
 @transaction.atomic
-def _reserve_and_save(
+def _save_and_reserve(
     *,
     tenant: Tenant,
     user: Any,
@@ -128,8 +128,19 @@ def _reserve_and_save(
     provider: ChatProvider,
     request: ChatRequest | None,
 ) -> tuple[UsageRecord, ChatSession, Message, Message]:
-    """Reserve the quota (or record a request without tokens) and save the question and the empty answer."""
+    """Save the question and the empty answer, and reserve the quota (or record a request without
+    tokens), in one transaction: a refused reservation saves nothing. The reservation comes last
+    because it takes the tenant's usage lock (:func:`tenants.usage.usage_reserve`), held to the commit."""
     calls_model = request is not None and provider.calls_model
+    no_call_model = provider.name if request is not None else "none"
+    session, asked, answer = chat_turn_create(
+        tenant=tenant,
+        user=user,
+        session=session,
+        question=question,
+        model=model if calls_model else no_call_model,
+        filters=filters,
+    )
     if calls_model:
         assert request is not None
         reservation = usage_reserve(
@@ -140,18 +151,21 @@ def _reserve_and_save(
             completion_tokens=request.max_tokens,
         )
     else:  # no model call (nothing relevant, or the extractive provider): a request with no tokens
-        reservation = usage_record(
-            tenant=tenant, user=user, kind=UsageRecord.Kind.CHAT, model=provider.name if request is not None else "none"
-        )
-    session, asked, answer = chat_turn_create(
-        tenant=tenant,
-        user=user,
-        session=session,
-        question=question,
-        model=model if calls_model else reservation.model,
-        filters=filters,
-    )
+        reservation = usage_record(tenant=tenant, user=user, kind=UsageRecord.Kind.CHAT, model=no_call_model)
     return reservation, session, asked, answer
+
+
+def _turn_scope(
+    *, tenant: Tenant, user: Any, session_id: Any, project_id: Any, document_ids: Any, model: str | None
+) -> tuple[ChatSession | None, Filters, str]:
+    """The session asked in (None: a new one), the filter of this turn and its model, all checked."""
+    session = chat_session_get(tenant=tenant, user=user, session_id=session_id) if session_id else None
+    filters = resolve_filters(
+        tenant=tenant,
+        project_id=(session.project_id if session else None) if project_id is UNSET else project_id,
+        document_ids=(session.document_ids if session else None) if document_ids is UNSET else document_ids,
+    )
+    return session, filters, resolve_model(tenant=tenant, requested=model or (session.model if session else None))
 
 
 def prepare_turn(
@@ -164,28 +178,20 @@ def prepare_turn(
     document_ids: Any = UNSET,
     model: str | None = None,
     provider: ChatProvider | None = None,
-    refresh_user: bool = False,
     received_at: float | None = None,
 ) -> Turn:
     """Check, retrieve, build the prompt, reserve the quota and save the question (see the module docstring).
 
     ``project_id``/``document_ids`` narrow this turn (and become a new session's filter); left unset,
-    the session's own filter applies. ``refresh_user`` reloads the user and tenant first (a socket's
-    copies may be stale; :class:`chat.selectors.AccountInactive` when deactivated). Times (first token,
-    total) count from ``received_at`` (``time.monotonic()``; default: now).
+    the session's own filter applies. ``user`` and ``tenant`` should be fresh (a socket reloads them
+    in its check). Times (first token, total) count from ``received_at`` (``time.monotonic()``;
+    default: now).
     """
     started = received_at or time.monotonic()
-    if refresh_user:
-        user = active_user_get(user_id=user.pk)
-        tenant = user.tenant
     question = validate_question(content)
-    session = chat_session_get(tenant=tenant, user=user, session_id=session_id) if session_id else None
-    filters = resolve_filters(
-        tenant=tenant,
-        project_id=(session.project_id if session else None) if project_id is UNSET else project_id,
-        document_ids=(session.document_ids if session else None) if document_ids is UNSET else document_ids,
+    session, filters, model = _turn_scope(
+        tenant=tenant, user=user, session_id=session_id, project_id=project_id, document_ids=document_ids, model=model
     )
-    model = resolve_model(tenant=tenant, requested=model or (session.model if session else None))
     provider = provider or get_chat_provider()
     sources = retrieve(tenant=tenant, user=user, question=question, filters=filters)
     language, _ = answer_language(question, tenant_effective_settings(tenant=tenant)["answer_language"])
@@ -193,7 +199,7 @@ def prepare_turn(
     if sources:
         request = _chat_request(tenant=tenant, question=question, sources=sources, session=session, model=model)
         sources = request.sources
-    reservation, saved_session, asked, answer = _reserve_and_save(
+    reservation, saved_session, asked, answer = _save_and_reserve(
         tenant=tenant,
         user=user,
         session=session,
