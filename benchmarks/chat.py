@@ -117,7 +117,9 @@ def seed(users: int) -> tuple[Any, list[str]]:
 
     Tenant.objects.filter(slug="bench-chat").delete()
     tenant = Tenant.objects.create(
-        slug="bench-chat", name="Chat benchmark", settings={"daily_token_quota": 0, "user_daily_token_quota": 0}
+        slug="bench-chat",
+        name="Chat benchmark",
+        settings={"daily_token_quota": 10**12, "user_daily_token_quota": 10**12},  # finite: the quota path is measured
     )
     members = User.objects.bulk_create(
         [User(tenant=tenant, email=f"bench{i}@bench.test", role=User.Role.MEMBER) for i in range(users)]
@@ -344,9 +346,13 @@ def run(args: argparse.Namespace) -> int:
             words = " ".join(f"word{i}" for i in range(args.words))
             configure_fake(fake_url, reply=f"Employees get twenty-five days of vacation [1]. {words}", token_delay=0)
 
-            # Ours answers the lag probe (another process on this busy machine may have taken the port).
+            # Ours answers the lag probe (another process on this busy machine may have taken the port),
+            # and Django is loaded: on a busy machine its first import can outlast daphne's 5 s handshake
+            # timeout, which would refuse the first socket with a 403.
             def answers_lag_probe(port: int) -> bool:
-                return "p95_ms" in http_get_json(port, LAG_PATH)
+                return "p95_ms" in http_get_json(port, LAG_PATH) and "uptime_seconds" in http_get_json(
+                    port, "/api/v1/health/live"
+                )
 
             with daphne("benchmarks.chat:application", env, ready=answers_lag_probe) as port:
                 origin = f"http://127.0.0.1:{port}"

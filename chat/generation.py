@@ -1,5 +1,5 @@
-"""The streaming of answers: :class:`Generation`, its periodic saver, the in-process registry and
-the resume decisions. The WebSocket consumer and any other consumer (an SSE view) use only the
+"""The streaming of answers: :class:`Generation`, the in-process registry and the resume decisions
+(the saving of what they say is :mod:`chat.saver`). The WebSocket consumer and any other consumer (an SSE view) use only the
 public API below.
 
 Public API (call from async code on the server's event loop)::
@@ -21,10 +21,10 @@ shutting down) stops it.
 
 Where things run: a generation is an asyncio task on the event loop that started it (not tied to a
 socket); its provider stream, the subscribers' queues, :func:`observe` and the saver are on that loop.
-Database work runs in threads: :func:`chat.db.run` (the chat's small pool of threads with kept
-connections) for streamed answers, :func:`chat.db.run_here` (the request's thread) for
-:func:`complete`. The saver writes what every streaming answer of the loop has said, all in one
-UPDATE per ``CHAT_SAVE_INTERVAL_MS``; the final save stores the citations actually used, the real
+Database work runs in threads: the chat's small pool of threads with kept connections for streamed
+answers (:func:`chat.db.run_deferred` for their saves, so waiting questions go first), the request's
+thread (:func:`chat.db.run_here`) for :func:`complete`. The saver writes what every streaming answer
+of the loop has said, all in one UPDATE per ``CHAT_SAVE_INTERVAL_MS``; the final save stores the citations actually used, the real
 token counts (reconciling the quota reservation), time to first token and total time. Cancel saves
 what was said as ``cancelled``; a provider failure saves it as ``failed`` with the error.
 
@@ -39,69 +39,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
 from django.conf import settings
 
-from chat import db, events
+from chat import db, events, saver
 from chat.llm import Delta, Usage
 from chat.models import Message
 from chat.prompting import citations_for, text_for
-from chat.services import message_finish, message_mark_interrupted, messages_save_progress
+from chat.services import message_mark_interrupted
 from chat.turns import Turn
 from config.errors import DomainError, UpstreamError
 from documents.tokenizer import count_tokens
 from health.metrics import record_chat_answer
-from tenants.usage import usage_reconcile
 
 logger = logging.getLogger(__name__)
 
 RESUME_POLL_SECONDS = 0.25
-
-
-class _ProgressSaver:
-    """Saves what every streaming answer of this event loop has said so far, all in one UPDATE per
-    ``CHAT_SAVE_INTERVAL_MS`` (so 200 streams cost one statement, not 200, every interval).
-
-    Writes only touch answers still ``streaming``: a late batch can never undo a final save.
-    """
-
-    def __init__(self) -> None:
-        self.dirty: dict[str, Generation] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    def mark(self, generation: Generation) -> None:
-        self.dirty[generation.message_id] = generation
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="chat-progress-saver")
-
-    def forget(self, generation: Generation) -> None:
-        self.dirty.pop(generation.message_id, None)
-        if not self.dirty and self.task is not None:
-            self.task.cancel()  # nothing left to save: do not outlive a short-lived event loop
-
-    async def _run(self) -> None:
-        try:
-            while self.dirty:
-                await asyncio.sleep(settings.CHAT_SAVE_INTERVAL_MS / 1000)
-                batch = {message_id: generation.content for message_id, generation in self.dirty.items()}
-                self.dirty.clear()
-                try:
-                    await db.run(messages_save_progress, contents=batch)
-                except Exception:
-                    logger.exception("chat_progress_save_failed", extra={"messages": len(batch)})
-        finally:
-            self.task = None  # a finished task would keep its event loop alive through this registry
-
-
-_savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ProgressSaver] = weakref.WeakKeyDictionary()
-
-
-def _saver() -> _ProgressSaver:
-    return _savers.setdefault(asyncio.get_running_loop(), _ProgressSaver())
 
 
 _active: dict[str, Generation] = {}
@@ -116,7 +72,7 @@ class Generation:
     registry; their final state is in the database.
     """
 
-    def __init__(self, turn: Turn, *, run_db: Callable[..., Awaitable[Any]] = db.run) -> None:
+    def __init__(self, turn: Turn, *, run_db: Callable[..., Awaitable[Any]] = db.run_deferred) -> None:
         self.turn = turn
         self.run_db = run_db  # where its database work runs (chat.db.run, or the request's thread)
         self.message_id = str(turn.answer.pk)
@@ -189,7 +145,7 @@ class Generation:
         self.parts.append(text)
         self.length += len(text)
         self._publish(events.chat_token(message_id=self.message_id, delta=text, offset=offset))
-        _saver().mark(self)
+        saver.progress_saver().mark(self)
 
     async def _stream(self) -> Usage | None:
         """Append the provider's deltas (or the fixed no-sources answer); the usage it reported."""
@@ -259,9 +215,9 @@ class Generation:
             total_ms=round((time.monotonic() - turn.started) * 1000),
             error={"type": error.code, "message": error.message} if error is not None else None,
         )
-        _saver().forget(self)
+        saver.progress_saver().forget(self)
         try:
-            await self.run_db(_save_final, turn=turn, end=end)
+            await self.run_db(saver.save_final, turn=turn, end=end)
         except Exception:
             logger.exception("chat_answer_save_failed", extra={"message_id": self.message_id})
         self.status, self.error = status, error
@@ -284,30 +240,6 @@ class Generation:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
             },
-        )
-
-
-def _save_final(*, turn: Turn, end: events.ChatEndEvent) -> None:
-    """Save the finished answer as ``end`` describes it and reconcile the quota reservation (a thread)."""
-    usage = end["usage"]
-    message_finish(
-        message_id=turn.answer.pk,
-        session_id=turn.session.pk,
-        content=end["content"],
-        status=end["status"],
-        citations=end["citations"],
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
-        model=end["model"],
-        ttft_ms=end["ttft_ms"],
-        total_ms=end["total_ms"] or 0,
-        error=end.get("error"),
-    )
-    if turn.reservation is not None:
-        usage_reconcile(
-            record=turn.reservation,
-            prompt_tokens=usage["prompt_tokens"],
-            completion_tokens=usage["completion_tokens"],
         )
 
 
