@@ -1,6 +1,9 @@
 """Search over a tenant's ready chunks: semantic (pgvector), keyword (full text) and hybrid (RRF).
 
-:func:`search_chunks` is the one entry point (the API and the chat's retrieval both call it).
+:func:`search_chunks` is the one entry point (the API and the chat's retrieval both call it). After
+the query is embedded, a search is **one round trip**: keyword, plan and semantic statements go as
+one multi-statement string (:func:`run_batch`: simple query protocol, values bound client-side, so
+never a server-prepared plan made under other settings), run in order in one implicit transaction.
 
 Semantic
     Cosine distance between the query's vector and the tenant's active embedder's vectors
@@ -8,7 +11,7 @@ Semantic
     own partial HNSW index on ``embedding::halfvec(n)``, see :mod:`documents.vectors`, and the query
     repeats that expression and predicate so the planner can use it). Two plans, chosen per query from the number of
     chunks that can match (the ``chunk_count`` of the tenant's ready documents, narrowed by project
-    and document ids):
+    and document ids), by the plan statement (:func:`plan_statement`, its rule :func:`exact_plan_sql`):
 
     * *exact* when that is at most ``SEARCH_EXACT_MAX_CHUNKS`` (about 4 µs a chunk: 7 ms for
       2,000), or when the filters keep so small a share of the table that an iterative HNSW scan
@@ -22,15 +25,19 @@ Semantic
       not trade the index for a scan of the tenant's rows plus a sort (what it picks otherwise, at
       ten times the latency). The few rows come back in relaxed order and are re-sorted here.
 
-    The planner settings are ``SET LOCAL`` (``set_config(..., true)``) inside the search's own
-    transaction, and the statements are executed with ``prepare=False``: psycopg 3 prepares a
-    statement on the server after a few executions (when ``prepare_threshold`` is configured) and
-    would reuse a plan made under other settings.
+    The plan statement decides on the server, records the choice in ``documind.search_exact`` and,
+    for the approximate plan, sets those planner settings (``set_config(..., true)``). The semantic
+    statement holds both plans, each behind a test of that setting which PostgreSQL evaluates once
+    (a "one-time filter"): the other branch never runs. In a simple-protocol string each statement
+    is planned when its turn comes, so the settings are in force when the semantic one is planned.
+    They end with the batch's implicit transaction; inside a caller's transaction the batch runs in
+    a savepoint that it rolls back to (undoing ``set_config``): nothing leaks either way.
 
 Keyword
     PostgreSQL full text with the ``simple`` configuration (no stemming, no stop words: any
-    language). The query's words are OR-ed (a chunk matching more of them ranks higher, by
-    ``ts_rank_cd`` normalised by length), through the GIN index.
+    language). The query's words (its first ``MAX_QUERY_LEXEMES`` lexemes) are OR-ed (a chunk
+    matching more of them ranks higher, by ``ts_rank_cd`` normalised by length), through the GIN
+    index. It runs first, under the default planner settings.
 
 Hybrid (default)
     Weighted reciprocal rank fusion of both lists (``weight / (60 + rank)`` summed; the semantic list
@@ -41,6 +48,9 @@ Hybrid (default)
     1.5, 0.87 at 2.0). No cross-encoder re-ranker installs from PyPI with its weights (they
     are downloaded from a model hub at run time), so there is no re-ranking stage.
 
+The query is embedded by the embedder the caller's copy of the tenant names; the plan statement
+returns the stored settings, and should they name another (a chat socket's copy after a switch),
+the search runs again with that one.
 Only ``ready`` documents of the tenant are searched; a deleted document's chunks are gone with it.
 """
 
@@ -49,15 +59,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from config.errors import ValidationFailed
-from documents.embeddings import Embedder, tenant_embedder, vector_literal
+from documents.embeddings import Embedder, get_embedder, tenant_embedder_name, vector_literal
 from documents.models import TS_CONFIG, Chunk, ChunkEmbedding, Document
 from documents.vectors import distance_sql, embedder_predicate
 from health.metrics import record_search
@@ -69,10 +79,17 @@ MAX_TOP_K = 50
 RRF_K = 60
 MAX_QUERY_LEXEMES = 64
 HNSW_MAX_SCAN_TUPLES = 20_000  # pgvector's default hnsw.max_scan_tuples, the iterative scan's budget
+PLAN_SETTING = "documind.search_exact"  # the plan statement's choice, read by the semantic statement
+SAVEPOINT = "documind_search"
 
 CHUNK_TABLE = Chunk._meta.db_table
 EMBEDDING_TABLE = ChunkEmbedding._meta.db_table
 DOCUMENT_TABLE = Document._meta.db_table
+TENANT_TABLE = Tenant._meta.db_table
+HIT_COLUMNS = "c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {score}, c.page_breaks, c.source"
+
+Statement = tuple[str, list[Any]]  # SQL and its values
+Embedded = tuple[Sequence[float], str, int]  # a query's vector, its model and width
 
 
 @dataclass(frozen=True)
@@ -99,7 +116,7 @@ class SearchHit(_Row):
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """What :func:`search_chunks` decided (exposed for tests and the benchmark)."""
+    """What the plan statement decided (exposed for tests and the benchmark)."""
 
     candidate_chunks: int
     exact: bool
@@ -129,8 +146,8 @@ def _validate(query: str, top_k: int, mode: str) -> str:
     return query.strip()
 
 
-def _filters(tenant: Tenant, project_id: Any, document_ids: Sequence[Any] | None) -> tuple[str, list[Any]]:
-    """The document-level WHERE clause (alias ``d``) and its parameters."""
+def search_filters(tenant: Tenant, project_id: Any, document_ids: Sequence[Any] | None) -> tuple[str, list[Any]]:
+    """The document-level WHERE clause (alias ``d``: the tenant's ready documents, narrowed) and its values."""
     sql = ["d.tenant_id = %s", "d.status = %s"]
     params: list[Any] = [tenant.pk, Document.Status.READY]
     try:
@@ -145,121 +162,103 @@ def _filters(tenant: Tenant, project_id: Any, document_ids: Sequence[Any] | None
     return " AND ".join(sql), params
 
 
-def _execute(cursor: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Run ``sql`` on the raw psycopg cursor, never as a server-side prepared statement."""
-    raw = cursor.cursor
-    raw.execute(sql, params, prepare=False)
-    return raw.fetchall() if raw.description else []
-
-
-def _set_local(cursor: Any, **values: str) -> None:
-    for name, value in values.items():
-        _execute(cursor, "SELECT set_config(%s, %s, true)", [name.replace("__", "."), value])
-
-
-def candidate_count(cursor: Any, where: str, params: Sequence[Any]) -> tuple[int, float]:
-    """The chunks the filters leave (from the documents' chunk counts) and the table's estimated size."""
-    rows = _execute(
-        cursor,
-        f"SELECT COALESCE(SUM(d.chunk_count), 0), "
-        f"(SELECT reltuples FROM pg_class WHERE oid = '{CHUNK_TABLE}'::regclass) "
-        f"FROM {DOCUMENT_TABLE} d WHERE {where}",
-        params,
+def exact_plan_sql(depth: int) -> Statement:
+    """The plan rule, a condition on ``candidates`` (the chunks the filters leave) and ``table_rows`` (the
+    chunk table's estimated size): exact for few candidates, and whenever the filters are so selective that
+    an iterative HNSW scan would likely stop (``hnsw.max_scan_tuples``) before it found ``depth`` of them."""
+    sql = (
+        "(candidates <= %s OR (table_rows > 0 AND "
+        "%s * greatest(table_rows, candidates) / greatest(candidates, 1) > %s))"
     )
-    return int(rows[0][0]), float(rows[0][1] or 0)
+    return sql, [settings.SEARCH_EXACT_MAX_CHUNKS, depth, HNSW_MAX_SCAN_TUPLES / 2]
 
 
-def use_exact(candidates: int, table_rows: float, depth: int) -> bool:
-    """Exact search for few candidates, and whenever the filters are so selective that an iterative
-    HNSW scan would likely stop (``hnsw.max_scan_tuples``) before it found ``depth`` of them."""
-    if candidates <= settings.SEARCH_EXACT_MAX_CHUNKS:
-        return True
-    if table_rows <= 0:  # never analysed: no estimate
-        return False
-    expected_scan = depth * max(table_rows, candidates) / candidates
-    return expected_scan > HNSW_MAX_SCAN_TUPLES / 2
+def plan_statement(*, tenant: Tenant, depth: int, where: str, params: Sequence[Any]) -> Statement:
+    """Candidates, table size, the tenant's stored settings and the plan; for the approximate plan it sets
+    the planner settings of the semantic statement (``set_config(..., true)``, see the module docstring)."""
+    rule, rule_params = exact_plan_sql(depth)
+    ef_search = str(max(settings.SEARCH_EF_SEARCH, depth))
+    sql = f"""
+        SELECT n.candidates, n.table_rows, n.tenant_settings, p.exact,
+               set_config('{PLAN_SETTING}', p.exact::text, true),
+               CASE WHEN NOT p.exact THEN set_config('hnsw.iterative_scan', 'relaxed_order', true)
+                    || set_config('hnsw.ef_search', %s, true) || set_config('enable_sort', 'off', true) END
+        FROM (SELECT COALESCE(SUM(d.chunk_count), 0)::float8 AS candidates,
+                     (SELECT reltuples FROM pg_class WHERE oid = '{CHUNK_TABLE}'::regclass)::float8 AS table_rows,
+                     (SELECT settings FROM {TENANT_TABLE} WHERE id = %s) AS tenant_settings
+              FROM {DOCUMENT_TABLE} d WHERE {where}) n
+        CROSS JOIN LATERAL (SELECT {rule} AS exact) p"""
+    return sql, [ef_search, tenant.pk, *params, *rule_params]
 
 
-def semantic_rows(
-    cursor: Any,
-    *,
-    tenant: Tenant,
-    vector: Sequence[float],
-    model: str,
-    dimensions: int,
-    limit: int,
-    where: str,
-    params: Sequence[Any],
-    exact: bool,
-) -> list[_Row]:
-    """The ``limit`` nearest chunks by cosine distance (see the module docstring for the two plans)."""
-    literal = vector_literal(vector)
-    distance = distance_sql("e", dimensions)
+def semantic_statement(
+    *, tenant: Tenant, embedded: Embedded, limit: int, where: str, params: Sequence[Any]
+) -> Statement:
+    """The ``limit`` nearest chunks by cosine distance, by the plan the plan statement chose (both are
+    here, each behind a one-time filter on ``documind.search_exact``; see the module docstring)."""
+    vector, model, dimensions = embedded
+    distance = distance_sql("e", dimensions, operand="(SELECT v FROM query_vector)")
+    columns = HIT_COLUMNS.format(score=f"{distance} AS distance")
+    joins = f"""FROM {EMBEDDING_TABLE} e JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
+             JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
+             WHERE {embedder_predicate("e", model, dimensions)} AND {where}"""
+    chosen = f"current_setting('{PLAN_SETTING}', true)"
     # The tenant is checked on the vector row too (defence in depth), but in the exact plan in a form
     # no index matches; the document join already narrows to the tenant there.
-    tenant_check = "e.tenant_id = %s"
-    if exact:
-        order = f"({distance}) + 0"
-        tenant_check = "(e.tenant_id = %s) IS TRUE"
-    else:
-        _set_local(
-            cursor,
-            hnsw__iterative_scan="relaxed_order",
-            hnsw__ef_search=str(max(settings.SEARCH_EF_SEARCH, limit)),
-            enable_sort="off",
-        )
-        order = distance
     sql = f"""
-        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {distance} AS distance, c.page_breaks,
-               c.source
-        FROM {EMBEDDING_TABLE} e
-        JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
-        JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
-        WHERE {embedder_predicate("e", model, dimensions)} AND {tenant_check} AND {where}
-        ORDER BY {order}
-        LIMIT %s
-    """
-    rows = _execute(cursor, sql, [literal, tenant.pk, *params, literal, limit])
-    if not exact:
-        _set_local(cursor, enable_sort="on")
-    hits = [_Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]), _json(r[7]), r[8]) for r in rows]
-    hits.sort(key=lambda row: (-row.score, row.chunk_id))  # relaxed order: re-sort the few rows
-    return hits
+        WITH query_vector AS (SELECT %s::halfvec({int(dimensions)}) AS v)
+        (SELECT {columns} {joins} AND (e.tenant_id = %s) IS TRUE AND {chosen} = 'true'
+         ORDER BY ({distance}) + 0 LIMIT %s)
+        UNION ALL
+        (SELECT {columns} {joins} AND e.tenant_id = %s AND {chosen} = 'false'
+         ORDER BY distance LIMIT %s)"""
+    return sql, [vector_literal(vector), *params, tenant.pk, limit, *params, tenant.pk, limit]
 
 
-def _tsquery_literal(lexemes: Iterable[str]) -> str:
-    quoted = []
-    for lexeme in lexemes:
-        escaped = lexeme.replace("\\", "\\\\").replace("'", "''")
-        quoted.append(f"'{escaped}'")
-    return " | ".join(quoted)
-
-
-def keyword_rows(
-    cursor: Any, *, tenant: Tenant, query: str, limit: int, where: str, params: Sequence[Any]
-) -> list[_Row]:
-    """The ``limit`` best full-text matches (words OR-ed, ranked by cover density)."""
-    lexemes = [
-        row[0]
-        for row in _execute(
-            cursor,
-            "SELECT lexeme FROM unnest(to_tsvector(%s::regconfig, %s)) ORDER BY positions[1]",
-            [TS_CONFIG, query],
-        )
-    ][:MAX_QUERY_LEXEMES]
-    if not lexemes:
-        return []
-    tsquery = _tsquery_literal(lexemes)
-    sql = f"""
-        SELECT c.id, c.document_id, d.title, c.page_start, c.page_end, c.text,
-               ts_rank_cd(c.search_vector, %s::tsquery, 1) AS rank, c.page_breaks, c.source
+def keyword_statement(*, tenant: Tenant, query: str, limit: int, where: str, params: Sequence[Any]) -> Statement:
+    """The ``limit`` best full-text matches: the query's first lexemes OR-ed (each quoted as a tsquery
+    lexeme), ranked by cover density. A query with no lexemes makes a NULL tsquery, which matches nothing."""
+    sql = rf"""
+        WITH lexemes AS (SELECT lexeme FROM unnest(to_tsvector(%s::regconfig, %s)) ORDER BY positions[1] LIMIT %s),
+             words AS (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
+                              ::tsquery AS q FROM lexemes)
+        SELECT {HIT_COLUMNS.format(score="ts_rank_cd(c.search_vector, (SELECT q FROM words), 1) AS rank")}
         FROM {CHUNK_TABLE} c JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
-        WHERE c.search_vector @@ %s::tsquery AND c.tenant_id = %s AND {where}
+        WHERE c.search_vector @@ (SELECT q FROM words) AND c.tenant_id = %s AND {where}
         ORDER BY rank DESC, c.id
-        LIMIT %s
+        LIMIT %s"""
+    return sql, [TS_CONFIG, query, MAX_QUERY_LEXEMES, tenant.pk, *params, limit]
+
+
+def run_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+    """Run ``statements`` in order in one round trip; the rows of each.
+
+    One simple-protocol string (values bound here, client-side), one implicit transaction. Inside a
+    caller's transaction it runs within a savepoint that it rolls back to and releases, which undoes the
+    planner settings the batch made (the statements only read).
     """
-    rows = _execute(cursor, sql, [tsquery, tsquery, tenant.pk, *params, limit])
-    return [_Row(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6]), _json(r[7]), r[8]) for r in rows]
+    sql = ";\n".join(text for text, _ in statements)
+    if not connection.get_autocommit():  # a caller's transaction (an atomic block)
+        sql = f"SAVEPOINT {SAVEPOINT};\n{sql};\nROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+    composed = connection.ops.compose_sql(sql, [value for _, values in statements for value in values])
+    results: list[list[tuple[Any, ...]]] = []
+    with connection.cursor() as cursor:
+        cursor.execute(composed)
+        while True:
+            if cursor.description is not None:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                return results
+
+
+def _rows(rows: list[tuple[Any, ...]], *, distance: bool) -> list[_Row]:
+    """Result rows as :class:`_Row` (a distance becomes a cosine similarity), best first."""
+    hits = [
+        _Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]) if distance else float(r[6]), _json(r[7]), r[8])
+        for r in rows
+    ]
+    hits.sort(key=lambda row: (-row.score, row.chunk_id))  # the HNSW plan's relaxed order: re-sort the few rows
+    return hits
 
 
 def fuse(ranked: dict[str, list[_Row]], top_k: int) -> list[SearchHit]:
@@ -282,14 +281,65 @@ def _hit(row: _Row, score: float, retrievers: tuple[str, ...]) -> SearchHit:
     return SearchHit(**{**vars(row), "score": round(score, 6)}, retrievers=retrievers)
 
 
+def use_exact(candidates: int, table_rows: float, depth: int) -> bool:
+    """:func:`exact_plan_sql` for given figures, evaluated by PostgreSQL as the plan statement does."""
+    rule, params = exact_plan_sql(depth)
+    sql = f"SELECT {rule} FROM (SELECT %s::float8 AS candidates, %s::float8 AS table_rows) n"
+    [[(exact,)]] = run_batch([(sql, [*params, candidates, table_rows])])
+    return bool(exact)
+
+
 def plan_search(
     *, tenant: Tenant, project_id: Any = None, document_ids: Sequence[Any] | None = None, depth: int = 20
 ) -> SearchPlan:
     """How many chunks a search could match and whether its semantic part would be exact."""
-    where, params = _filters(tenant, project_id, document_ids)
-    with connection.cursor() as cursor:
-        count, table_rows = candidate_count(cursor, where, params)
-    return SearchPlan(count, use_exact(count, table_rows, depth))
+    where, params = search_filters(tenant, project_id, document_ids)
+    [[row]] = run_batch([plan_statement(tenant=tenant, depth=depth, where=where, params=params)])
+    return SearchPlan(int(row[0]), bool(row[3]))
+
+
+def search_statements(
+    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: Sequence[Any], embedded: Embedded | None
+) -> list[Statement]:
+    """The statements of one search, in order: keyword (unless semantic only), then plan and semantic when
+    the query has a vector."""
+    statements = []
+    if mode != "semantic":
+        statements.append(keyword_statement(tenant=tenant, query=query, limit=depth, where=where, params=params))
+    if embedded is not None:
+        statements.append(plan_statement(tenant=tenant, depth=depth, where=where, params=params))
+        statements.append(semantic_statement(tenant=tenant, embedded=embedded, limit=depth, where=where, params=params))
+    return statements
+
+
+def embed_query(embedder: Embedder, query: str, *, tenant: Tenant, user: Any) -> Embedded | None:
+    """``(vector, model, dimensions)`` of ``query``; None when the vector is all zeros (e.g. only
+    punctuation: cosine distance is undefined). A metered provider's tokens go to the usage ledger."""
+    embedded = embedder.embed_query(query)
+    if embedder.metered:
+        from tenants.usage import usage_record
+
+        usage_record(tenant=tenant, user=user, kind="embedding", model=embedder.model, embedding_tokens=embedded.tokens)
+    vector = embedded.vectors[0]
+    return (vector, embedder.model, embedder.dimensions) if any(vector) else None
+
+
+def _retrieve(
+    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: list[Any], embedder: Embedder, user: Any
+) -> tuple[dict[str, list[_Row]], str, dict[str, Any] | None]:
+    """Embed, then one round trip: each retriever's rows, the plan (for the metrics) and the tenant's
+    settings as stored (None when there was no semantic part)."""
+    embedded = None if mode == "keyword" else embed_query(embedder, query, tenant=tenant, user=user)
+    statements = search_statements(
+        tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params, embedded=embedded
+    )
+    results = run_batch(statements) if statements else []
+    keyword = {"keyword": _rows(results.pop(0), distance=False)} if mode != "semantic" else {}
+    if embedded is None:  # "none": a semantic query with no vector (punctuation)
+        return keyword, "keyword" if mode != "semantic" else "none", None
+    [(candidates, _, stored, exact, *_)], semantic = results
+    plan = "empty" if not candidates else "exact" if exact else "hnsw"
+    return {"semantic": _rows(semantic, distance=True), **keyword}, plan, _json(stored) or {}
 
 
 def search_chunks(
@@ -314,51 +364,20 @@ def search_chunks(
     if tenant is None or (document_ids is not None and len(document_ids) == 0):
         return []
     started = time.perf_counter()
-    where, params = _filters(tenant, project_id, document_ids)
+    where, params = search_filters(tenant, project_id, document_ids)
     depth = top_k if mode != "hybrid" else max(2 * top_k, 20)
-
-    vector: list[float] | None = None
-    model, dimensions = "", 0
-    if mode in ("semantic", "hybrid"):
-        # The tenant's embedder as stored now, not as the caller's copy says: a long-lived copy (a
-        # chat socket's) would otherwise query the vectors a switch has just deleted.
-        current = Tenant.objects.filter(pk=tenant.pk).values_list("settings", flat=True).first()
-        embedder = embedder or tenant_embedder(Tenant(pk=tenant.pk, settings=current or {}))
-        embedded = embedder.embed_query(query)
-        vector, model, dimensions = embedded.vectors[0], embedder.model, embedder.dimensions
-        if embedder.metered:
-            from tenants.usage import usage_record
-
-            usage_record(tenant=tenant, user=user, kind="embedding", model=model, embedding_tokens=embedded.tokens)
-        if not any(vector):
-            vector = None  # nothing to compare (e.g. only punctuation): cosine distance is undefined
-
-    ranked: dict[str, list[_Row]] = {}
-    plan = "keyword" if mode != "semantic" else "none"  # "none": a query with no vector (punctuation)
-    with transaction.atomic(), connection.cursor() as cursor:
-        count, table_rows = candidate_count(cursor, where, params)
-        if count == 0:
-            record_search(mode=mode, plan="empty", seconds=time.perf_counter() - started)
-            return []
-        if vector is not None:
-            exact = use_exact(count, table_rows, depth)
-            plan = "exact" if exact else "hnsw"
-            ranked["semantic"] = semantic_rows(
-                cursor,
-                tenant=tenant,
-                vector=vector,
-                model=model,
-                dimensions=dimensions,
-                limit=depth,
-                where=where,
-                params=params,
-                exact=exact,
-            )
-        if mode in ("keyword", "hybrid"):
-            ranked["keyword"] = keyword_rows(
-                cursor, tenant=tenant, query=query, limit=depth, where=where, params=params
-            )
-
+    current = tenant
+    for _attempt in range(2):  # again only when the stored settings name another embedder than the copy's
+        name = tenant_embedder_name(current)
+        ranked, plan, stored = _retrieve(
+            tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params,
+            embedder=embedder or get_embedder(name), user=user,
+        )  # fmt: skip
+        if embedder is not None or stored is None:
+            break
+        current = Tenant(pk=tenant.pk, settings=stored)
+        if tenant_embedder_name(current) == name:
+            break
     if mode == "hybrid":
         hits = fuse(ranked, top_k)
     else:

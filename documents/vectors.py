@@ -59,10 +59,11 @@ def embedder_predicate(alias: str, model: str, dimensions: int) -> str:
     return f"{prefix}model = '{model}' AND {prefix}dimensions = {dimensions}"
 
 
-def distance_sql(alias: str, dimensions: int) -> str:
-    """Cosine distance between the row's vector and the ``%s`` parameter, as the index computes it."""
+def distance_sql(alias: str, dimensions: int, operand: str = "%s") -> str:
+    """Cosine distance between the row's vector and ``operand`` (by default a ``%s`` parameter; any
+    expression that does not depend on the row), as the index computes it."""
     dimensions = int(dimensions)
-    return f"({alias}.embedding::halfvec({dimensions})) <=> %s::halfvec({dimensions})"
+    return f"({alias}.embedding::halfvec({dimensions})) <=> {operand}::halfvec({dimensions})"
 
 
 def index_exists(cursor: Any, name: str) -> bool:

@@ -107,7 +107,7 @@ def test_the_tenant_setting_picks_the_embedder(tenant: Any, settings: Any) -> No
 
 @pytest.mark.django_db
 def test_local_search_keeps_the_tenant_filter_recall_on_its_own_hnsw_index(
-    tenant: Any, other_tenant: Any, user: Any, other_user: Any, settings: Any
+    tenant: Any, other_tenant: Any, user: Any, other_user: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other tenant holds most of the local embedder's vectors; the forced HNSW plan (iterative
     scan, its partial index) still returns this tenant's full top-k, and the paraphrase's page first."""
@@ -132,21 +132,10 @@ def test_local_search_keeps_the_tenant_filter_recall_on_its_own_hnsw_index(
     store_page_chunks(theirs, [f"Holiday rota {i}: annual leave requests for team {i}." for i in range(120)])
 
     settings.SEARCH_EXACT_MAX_CHUNKS = 0
-    captured: list[str] = []
-    from documents import search
+    from tests.documents.search_sql import explain_semantic, ran
 
-    original = search._execute
-
-    def explain(cursor: Any, sql: str, params: Any) -> Any:
-        if "<=>" in sql and "ORDER BY" in sql:
-            captured.append("\n".join(r[0] for r in original(cursor, "EXPLAIN " + sql, params)))
-        return original(cursor, sql, params)
-
-    search._execute = explain
-    try:
-        hits = search_chunks(tenant=tenant, query="How much vacation do employees get?", mode="semantic", top_k=3)
-    finally:
-        search._execute = original
-    assert index_name("all-MiniLM-L6-v2-int8", 384) in captured[0]
+    plans = explain_semantic(monkeypatch)
+    hits = search_chunks(tenant=tenant, query="How much vacation do employees get?", mode="semantic", top_k=3)
+    assert ran(plans[0], index_name("all-MiniLM-L6-v2-int8", 384))
     assert len(hits) == 3 and {h.document_id for h in hits} == {mine.pk}
     assert hits[0].page_start == 1

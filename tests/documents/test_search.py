@@ -212,73 +212,58 @@ def test_search_requires_authentication(anon_api: APIClient) -> None:
     assert_requires_auth(SEARCH_URL, anon_api, verbs=("post",))
 
 
-def _plan(sql_filter: str, tenant: Any, exact_max: int, settings: Any) -> str:
-    """EXPLAIN of the semantic query as search_chunks builds it."""
-    from documents import search
+def _plan(tenant: Any, exact_max: int, settings: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """EXPLAIN ANALYZE of the semantic statement as search_chunks ran it."""
+    from tests.documents.search_sql import explain_semantic
 
     settings.SEARCH_EXACT_MAX_CHUNKS = exact_max
-    captured: list[str] = []
-    original = search._execute
-
-    def explain(cursor: Any, sql: str, params: Any) -> Any:
-        if "<=>" in sql and "ORDER BY" in sql:
-            rows = original(cursor, "EXPLAIN " + sql, params)
-            captured.append("\n".join(r[0] for r in rows))
-        return original(cursor, sql, params)
-
-    search._execute = explain
-    try:
+    with monkeypatch.context() as patch:
+        plans = explain_semantic(patch)
         search_chunks(tenant=tenant, query=QUERY, mode="semantic")
-    finally:
-        search._execute = original
-    return captured[0]
+    return plans[0]
 
 
-def test_plans_exact_for_small_tenants_and_hnsw_otherwise(corpus: Document, tenant: Any, settings: Any) -> None:
+def test_plans_exact_for_small_tenants_and_hnsw_otherwise(
+    corpus: Document, tenant: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from documents.vectors import index_name
+    from tests.documents.search_sql import ran
 
     hnsw = index_name("hashing-v1", settings.EMBEDDING_DIMENSIONS)  # the embedder's own partial index
-    assert hnsw not in _plan("", tenant, 10_000, settings)
-    assert hnsw in _plan("", tenant, 0, settings)
+    exact = _plan(tenant, 10_000, settings, monkeypatch)
+    assert not ran(exact, hnsw) and any("Sort" in row[0] and "never executed" not in row[0] for row in exact)
+    assert ran(_plan(tenant, 0, settings, monkeypatch), hnsw)
 
 
-def _settings_at_the_vector_query(tenant: Any, **search: Any) -> dict[str, str]:
-    """The planner settings in force when the semantic query runs (read on its connection, just before)."""
-    from documents import search as module
+def _settings_at_the_vector_query(tenant: Any, monkeypatch: pytest.MonkeyPatch, **search: Any) -> dict[str, str]:
+    """The planner settings in force when the semantic statement runs (read in its batch, just before it)."""
+    from tests.documents.search_sql import before_semantic
 
-    seen: dict[str, str] = {}
-    original = module._execute
-
-    def spy(cursor: Any, sql: str, params: Any) -> Any:
-        if "<=>" in sql and "ORDER BY" in sql:
-            [row] = original(
-                cursor,
-                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), "
-                "current_setting('enable_sort')",
-                [],
-            )
-            seen.update(ef_search=row[0], iterative_scan=row[1], enable_sort=row[2])
-        return original(cursor, sql, params)
-
-    module._execute = spy
-    try:
+    read = (
+        "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), "
+        "current_setting('enable_sort')",
+        [],
+    )
+    with monkeypatch.context() as patch:
+        seen = before_semantic(patch, lambda _statement: read)
         search_chunks(tenant=tenant, query=QUERY, mode="semantic", **search)
-    finally:
-        module._execute = original
-    return seen
+    [(ef_search, iterative_scan, enable_sort)] = seen[0]
+    return {"ef_search": ef_search, "iterative_scan": iterative_scan, "enable_sort": enable_sort}
 
 
-def test_search_ef_search_reaches_the_filtered_vector_query(corpus: Document, tenant: Any, settings: Any) -> None:
+def test_search_ef_search_reaches_the_filtered_vector_query(
+    corpus: Document, tenant: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """README: SEARCH_EF_SEARCH is the HNSW scan's ef_search (at least top_k), with the iterative scan
     that keeps a tenant- or project-filtered search from coming back short."""
     settings.SEARCH_EXACT_MAX_CHUNKS = 0  # the HNSW plan
     settings.SEARCH_EF_SEARCH = 123
-    seen = _settings_at_the_vector_query(tenant, document_ids=[corpus.pk])
+    seen = _settings_at_the_vector_query(tenant, monkeypatch, document_ids=[corpus.pk])
     assert seen == {"ef_search": "123", "iterative_scan": "relaxed_order", "enable_sort": "off"}
     settings.SEARCH_EF_SEARCH = 7
-    assert _settings_at_the_vector_query(tenant, top_k=40)["ef_search"] == "40"  # never below the depth asked
+    assert _settings_at_the_vector_query(tenant, monkeypatch, top_k=40)["ef_search"] == "40"  # never below the depth
     settings.SEARCH_EXACT_MAX_CHUNKS = 10_000  # the exact plan sets none of them
-    assert _settings_at_the_vector_query(tenant)["enable_sort"] == "on"
+    assert _settings_at_the_vector_query(tenant, monkeypatch)["enable_sort"] == "on"
 
 
 def test_planner_settings_do_not_leak_out_of_the_search(corpus: Document, tenant: Any, settings: Any) -> None:
@@ -290,7 +275,7 @@ def test_planner_settings_do_not_leak_out_of_the_search(corpus: Document, tenant
             assert cursor.fetchone()[0] == "on"
 
 
-def test_exact_or_approximate(settings: Any) -> None:
+def test_exact_or_approximate(db: None, settings: Any) -> None:
     from documents.search import use_exact
 
     settings.SEARCH_EXACT_MAX_CHUNKS = 2000
