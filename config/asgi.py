@@ -2,9 +2,10 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+from config.asgi_handler import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# Django's handler, with the sync middleware chain and the view on one reused thread per request.
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

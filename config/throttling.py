@@ -9,14 +9,22 @@ which is Redis in the distributed mode, so the limit holds across processes.
 When that cache cannot be reached, the general API limit fails open (the request goes through and a
 ``ratelimit_unavailable`` warning is logged) while the stricter limits of the sign-in views fail
 closed: 503 ``service_unavailable`` (design.md, "Counters").
+
+``RATELIMIT_API_COUNTER=process`` counts the general limit (per user, client IP or API key) in this
+process's memory instead (:class:`ProcessCounter`): no cache round trip per request (in the embedded
+default that is a database write and a row lock per request). Only for installs with one web process:
+each process counts on its own, so N processes allow N times the limit. Views with a limit of their
+own (sign-in, codes) and the unknown-tenant counter always count in the shared cache.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import django_ratelimit.core
 from django.conf import settings
 from django_ratelimit.core import get_usage
 from rest_framework.request import Request
@@ -60,6 +68,38 @@ def shared_usage(
         ) from exc
 
 
+class ProcessCounter:
+    """Fixed-window counts in this process's memory, on django-ratelimit's windows (the same staggered
+    minute per key, and its clock), for the general API limit under ``RATELIMIT_API_COUNTER=process``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str, int], int] = {}
+        self._purge_at = 0.0
+
+    def hit(self, *, group: str, value: str, rate: str) -> dict[str, Any]:
+        """Count one request of ``value`` in ``group``; django-ratelimit's usage dict."""
+        # django-ratelimit's own parsing and window (pinned version; private helpers, used as it uses them)
+        limit, period = django_ratelimit.core._split_rate(rate)
+        window = django_ratelimit.core._get_window(value, period)  # the window's last second
+        now = django_ratelimit.core.time.time()
+        with self._lock:
+            if now >= self._purge_at:  # forget windows that have ended, once a minute
+                self._counts = {key: n for key, n in self._counts.items() if key[3] >= int(now)}
+                self._purge_at = now + 60
+            key = (group, rate, value, window)
+            count = self._counts.get(key, 0) + 1
+            self._counts[key] = count
+        return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(now)}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+PROCESS_COUNTER = ProcessCounter()
+
+
 def _api_key(request: Any) -> Any:
     auth = getattr(request, "auth", None)
     return auth if getattr(auth, "is_api_key", False) else None
@@ -93,14 +133,13 @@ class RateLimitThrottle(BaseThrottle):
         key = _api_key(request)
         if key is not None and key.rate_limit_per_minute and not getattr(view, "ratelimit_rate", None):
             rate, group = f"{key.rate_limit_per_minute}/m", "api-key"
-        usage = shared_usage(
-            request,
-            group=group,
-            key=client_key,
-            rate=rate or f"{settings.RATELIMIT_PER_MINUTE}/m",
+        general = not getattr(view, "ratelimit_rate", None)
+        rate = rate or f"{settings.RATELIMIT_PER_MINUTE}/m"
+        if general and settings.RATELIMIT_API_COUNTER == "process":
+            usage = PROCESS_COUNTER.hit(group=group, value=client_key(group, request), rate=rate)
+        else:
             # the general limits fail open; views with a rate of their own (sign-in) fail closed
-            fail_open=not getattr(view, "ratelimit_rate", None),
-        )
+            usage = shared_usage(request, group=group, key=client_key, rate=rate, fail_open=general)
         if usage and usage["should_limit"]:
             self._wait = max(1, int(usage["time_left"]))
             return False

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.embedded_db import embedded_database_settings
 from config.metrics_processes import use_host_and_pid
@@ -72,9 +73,10 @@ MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
     "config.middleware.StaticFilesMiddleware",  # ServeStatic; a missing file is the JSON 404
-    # Below ServeStatic, where the chain runs in sync mode: no extra thread hop (static files uncounted).
+    # Below ServeStatic the chain runs in sync mode on the request's thread, entered with one hop
+    # (config.asgi_handler); the view and rendering too. Static files are uncounted.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django_structlog.middlewares.RequestMiddleware",
+    "config.middleware.RequestLogMiddleware",  # django-structlog's request events
     # After ServeStatic (scripts and styles need no policy of their own, and stay on the event loop).
     "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -361,6 +363,12 @@ CONTENT_SECURITY_POLICY = {
 RATELIMIT_ENABLED = env.bool("RATELIMIT_ENABLED", default=True)
 RATELIMIT_PER_MINUTE = env.int("RATELIMIT_PER_MINUTE", default=60)
 RATELIMIT_AUTH_PER_MINUTE = env.int("RATELIMIT_AUTH_PER_MINUTE", default=10)
+# Where the general limit (RATELIMIT_PER_MINUTE, API keys' own) counts: "shared" (the cache every process
+# shares) or "process" (this process's memory: no cache write per request; for one web process only).
+# Sign-in limits and the unknown-tenant counter always use the shared cache (config.throttling).
+RATELIMIT_API_COUNTER = env.str("RATELIMIT_API_COUNTER", default="shared")
+if RATELIMIT_API_COUNTER not in ("shared", "process"):
+    raise ImproperlyConfigured(f"RATELIMIT_API_COUNTER must be 'shared' or 'process', not {RATELIMIT_API_COUNTER!r}")
 # Unknown, inactive or malformed X-Tenant-IDs per client IP and minute before that IP gets 429 (tenants.middleware).
 RATELIMIT_TENANT_MISSES_PER_MINUTE = env.int("RATELIMIT_TENANT_MISSES_PER_MINUTE", default=20)
 RATELIMIT_USE_CACHE = "default"

@@ -150,3 +150,69 @@ def test_incr_inside_a_transaction_holds_the_row() -> None:
         assert seen == []  # still waiting: nothing counted yet
     worker.join(30)
     assert seen == [2] and cache.get("t") == 2
+
+
+def _expire(backend: BaseCache, key: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET expires = %s WHERE cache_key = %s",
+            [timezone.now() - timedelta(seconds=1), backend.make_key(key)],
+        )
+
+
+@pytest.mark.django_db
+def test_add_stores_only_over_a_missing_or_expired_key() -> None:
+    assert cache.add("a", 1, 600) is True
+    assert cache.add("a", 2, 600) is False
+    assert cache.get("a") == 1
+    before = expires_of(cache, "a")
+    _expire(cache, "a")
+    assert cache.add("a", 3, 30) is True  # takes the expired key over, with the new expiry
+    assert cache.get("a") == 3 and expires_of(cache, "a") < before
+    assert cache.add("forever", {"x": 1}, None) is True and expires_of(cache, "forever").year == 9999
+    assert cache.get("forever") == {"x": 1}
+    from django.core.cache.backends.db import DatabaseCache
+
+    assert DatabaseCache(TABLE, {}).get("a") == 3  # Django's encoding
+
+
+@pytest.mark.django_db
+def test_add_is_one_statement_and_purges_expired_rows_now_and_then(django_assert_num_queries: Any) -> None:
+    backend = caches["default"]
+    cache.set("stale", 1, 600)
+    _expire(cache, "stale")
+    with django_assert_num_queries(1):
+        backend.add("k1", 0, 600)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE cache_key = %s", [cache.make_key("stale")])
+        assert cursor.fetchone()[0] == 1  # left alone until a purge
+    backend.purge_expired_every = 1
+    with django_assert_num_queries(2):
+        backend.add("k2", 0, 600)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT cache_key FROM {TABLE} ORDER BY cache_key")
+        assert [row[0] for row in cursor.fetchall()] == sorted([cache.make_key("k1"), cache.make_key("k2")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_adds_of_one_key_store_it_once() -> None:
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def work(value: int) -> None:
+        try:
+            barrier.wait()
+            results.append((caches["default"].add("once", value, 600), value))
+        except BaseException as exc:
+            results.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    winners = [value for added, value in results if added]
+    assert len(results) == 8 and len(winners) == 1, results
+    assert cache.get("once") == winners[0]

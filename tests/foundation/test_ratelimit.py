@@ -141,3 +141,51 @@ def test_the_limit_holds_across_processes(tenant: Any, subprocess_env: dict[str,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["200", "429"]
+
+
+@pytest.fixture
+def process_counter(settings: Any) -> Any:
+    from config.throttling import PROCESS_COUNTER
+
+    settings.RATELIMIT_API_COUNTER = "process"
+    PROCESS_COUNTER.clear()
+    yield PROCESS_COUNTER
+    PROCESS_COUNTER.clear()
+
+
+def test_the_general_limit_counts_in_the_shared_cache_by_default() -> None:
+    from config.settings import base
+
+    assert base.RATELIMIT_API_COUNTER == "shared"
+
+
+def test_the_general_limit_can_count_in_the_process(
+    anon_api: APIClient, ratelimit_clock: Any, process_counter: Any
+) -> None:
+    key = "ip:10.0.4.4"
+    ratelimit_clock.now = float(ratelimit_clock.window_end(key) - 59)  # the first second of a window
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.4.4")
+    ratelimit_clock.advance(59)  # its last second still belongs to it
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.4.4"), key, ratelimit_clock)
+    cache.clear()  # not counted there: still limited
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.4.4"), key, ratelimit_clock)
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.4.5")  # another client has its own budget
+    ratelimit_clock.advance(1)  # the next window: a fresh budget
+    exhaust(anon_api, ECHO, 3, REMOTE_ADDR="10.0.4.4")
+    assert_limited(anon_api.get(ECHO, REMOTE_ADDR="10.0.4.4"), key, ratelimit_clock)
+
+
+def test_signed_in_users_are_counted_in_the_process_per_user(api: APIClient, tenant: Any, process_counter: Any) -> None:
+    exhaust(api, ECHO, 3, REMOTE_ADDR="10.0.0.1")
+    assert_limited(api.get(ECHO, REMOTE_ADDR="10.0.0.2"))
+    colleague = make_client(UserFactory(tenant=tenant, email="colleague@acme.test"))
+    exhaust(colleague, ECHO, 3, REMOTE_ADDR="10.0.0.1")
+
+
+def test_stricter_view_limits_stay_in_the_shared_cache_with_a_process_counter(
+    anon_api: APIClient, process_counter: Any
+) -> None:
+    exhaust(anon_api, "/api/v1/_t/strict", 2)
+    assert_limited(anon_api.get("/api/v1/_t/strict"))
+    cache.clear()  # what every process shares: clearing it resets this budget
+    exhaust(anon_api, "/api/v1/_t/strict", 2)
