@@ -139,14 +139,16 @@ def __getattr__(name: str) -> Any:  # "benchmarks.api_profile.Probe3" in MIDDLEW
     raise AttributeError(name)
 
 
-def django_handler(*, probes: bool) -> tuple[Any, list[str]]:
-    """A fresh handler of the class ``config.asgi`` serves, over ``MIDDLEWARE`` (with a probe before each middleware and one before the view)."""
+def django_handler(*, probes: bool, middleware: list[str] | None = None) -> tuple[Any, list[str]]:
+    """A fresh handler of the class ``config.asgi`` serves, over ``MIDDLEWARE`` (or ``middleware``),
+    with ``probes`` a probe before each middleware and one before the view."""
     from django.conf import settings
 
     from config.asgi import django_asgi_app
 
-    middleware = list(settings.MIDDLEWARE)
     original = settings.MIDDLEWARE
+    middleware = list(original if middleware is None else middleware)
+    settings.MIDDLEWARE = middleware
     if probes:
         probed: list[str] = []
         for i, path in enumerate(middleware):
@@ -282,6 +284,25 @@ def profile(path: str, headers: dict[str, str], requests: int) -> dict[str, Any]
         return asyncio.run(run())
 
 
+def floor(path: str, requests: int) -> float:
+    """CPU microseconds per request of ``path`` through the same handler with no middleware at all."""
+    handler, _ = django_handler(probes=False, middleware=[])
+
+    async def run() -> float:
+        for _ in range(50):
+            await one_request(handler, path, {})
+        cpu = 0.0
+        for _ in range(requests):
+            status, _, cpu_seconds = await one_request(handler, path, {})
+            if status != 200:
+                raise RuntimeError(f"{path}: {status}")
+            cpu += cpu_seconds
+        return cpu / requests * 1e6
+
+    with _quiet_logs():
+        return asyncio.run(run())
+
+
 def hop_cost(requests: int) -> float:
     """Microseconds of one thread-sensitive ``sync_to_async`` round trip inside a request's context."""
     from asgiref.sync import SyncToAsync, ThreadSensitiveContext
@@ -362,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"one sync_to_async round trip: {hop_cost(200):.0f} us")
         report(f"GET {LIVE_PATH}", profile(LIVE_PATH, {}, args.requests))
+        print(
+            f"  the floor: the same handler and view with no middleware at all: CPU {floor(LIVE_PATH, args.requests):.0f} us"
+        )
         report(f"GET {LIST_PATH} (authenticated)", profile(LIST_PATH, headers, args.requests))
     return 0
 

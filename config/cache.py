@@ -17,7 +17,7 @@ from typing import Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import DatabaseCache
 from django.core.cache.backends.redis import RedisCache
-from django.db import DatabaseError, connections, models, router, transaction
+from django.db import DatabaseError, connections, models, router
 from django.utils.timezone import now as tz_now
 from django_prometheus.cache.metrics import (
     django_cache_get_fail_total,
@@ -63,9 +63,10 @@ class MeteredRedisCache(CacheMetricsMixin, RedisCache):
 class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
     """``DatabaseCache`` whose ``incr``/``decr`` are atomic read-modify-writes of the cache row.
 
-    The row is read with ``SELECT ... FOR UPDATE`` and rewritten in the same transaction, so concurrent
-    increments of one key queue behind each other (in a caller's transaction the row stays locked
-    until that commits). Values keep Django's encoding (pickle, then base64). A missing or expired
+    The row is read, then rewritten only if it still holds what was read (compare and set, two
+    statements and no transaction of their own; a lost race reads again), so concurrent increments
+    of one key are all counted (in a caller's transaction the row stays locked until that commits,
+    and other increments wait for it). Values keep Django's encoding (pickle, then base64). A missing or expired
     key raises ``ValueError``, as in Django. The key keeps its expiry, as in Redis and memcached:
     Django's own ``incr`` (a plain ``set``) would reset it to the default timeout, which would
     stretch a rate-limit window or a code's attempt counter. ``decr`` is ``incr`` with ``-delta``.
@@ -116,29 +117,31 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         cache_key = self.make_and_validate_key(key, version=version)
-        db = router.db_for_write(self.cache_model_class)
-        connection = connections[db]
+        connection = connections[router.db_for_write(self.cache_model_class)]
         quote_name = connection.ops.quote_name
-        table = quote_name(self._table)
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-
-        with transaction.atomic(using=db), connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {quote_name('value')}, {quote_name('expires')} FROM {table} "
-                f"WHERE {quote_name('cache_key')} = %s{lock}",
-                [cache_key],
-            )
-            row = cursor.fetchone()
-            if row is None or self._expired(connection, row[1]):
-                raise ValueError(f"Key '{key}' not found")
-            value = pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
-            new_value = value + delta
-            encoded = base64.b64encode(pickle.dumps(new_value, self.pickle_protocol)).decode("latin1")
-            cursor.execute(
-                f"UPDATE {table} SET {quote_name('value')} = %s WHERE {quote_name('cache_key')} = %s",
-                [encoded, cache_key],
-            )
-        return new_value
+        table, key_column, value_column, expires_column = (
+            quote_name(name) for name in (self._table, "cache_key", "value", "expires")
+        )
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute(
+                    f"SELECT {value_column}, {expires_column} FROM {table} WHERE {key_column} = %s", [cache_key]
+                )
+                row = cursor.fetchone()
+                if row is None or self._expired(connection, row[1]):
+                    raise ValueError(f"Key '{key}' not found")
+                value = pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
+                new_value = value + delta
+                encoded = base64.b64encode(pickle.dumps(new_value, self.pickle_protocol)).decode("latin1")
+                # Compare and set: written only over the row as read. Otherwise another incr (or a new
+                # window's add) came first; read again. Waits for a row another transaction holds.
+                cursor.execute(
+                    f"UPDATE {table} SET {value_column} = %s "
+                    f"WHERE {key_column} = %s AND {value_column} = %s AND {expires_column} = %s",
+                    [encoded, cache_key, row[0], row[1]],
+                )
+                if cursor.rowcount == 1:
+                    return new_value
 
     @staticmethod
     def _expired(connection: Any, expires: Any) -> bool:

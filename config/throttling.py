@@ -24,8 +24,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import django_ratelimit
 import django_ratelimit.core
 from django.conf import settings
+from django.core.cache import caches
 from django_ratelimit.core import get_usage
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -66,6 +68,26 @@ def shared_usage(
             details={"retry_after": RETRY_AFTER_UNAVAILABLE},
             headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
         ) from exc
+
+
+def shared_count(request: Any, *, group: str, key: Callable[[str, Any], str], rate: str) -> dict[str, Any] | None:
+    """What :func:`shared_usage` counts for this request, read without counting: one cache read.
+
+    django-ratelimit's ``get_usage(increment=False)`` first *adds* a zero under the key (a write per
+    request); this reads the same key (its own key and window helpers, as it uses them). Fails open
+    (``None``, with a warning) when the cache cannot be reached.
+    """
+    value = key(group, request)
+    limit, period = django_ratelimit.core._split_rate(rate)
+    window = django_ratelimit.core._get_window(value, period)
+    cache_key = django_ratelimit.core._make_cache_key(group, window, rate, value, django_ratelimit.ALL)
+    try:
+        count = caches[settings.RATELIMIT_USE_CACHE].get(cache_key, 0)
+    except CACHE_ERRORS as exc:
+        logger.warning("ratelimit_unavailable", extra={"group": group, "fails": "open", "error": type(exc).__name__})
+        return None
+    time_left = window - int(django_ratelimit.core.time.time())
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": time_left}
 
 
 class ProcessCounter:

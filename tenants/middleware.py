@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
 from config.errors import DomainError, RateLimited, TenantInactive, TenantNotFound, TenantRequired, error_response
-from config.throttling import shared_usage
+from config.throttling import shared_count, shared_usage
 from tenants.context import current_tenant
 from tenants.models import Tenant
 
@@ -51,17 +51,18 @@ def resolve_tenant(value: str) -> Tenant:
     return tenant
 
 
+def _client_ip(group: str, request: HttpRequest) -> str:
+    return "ip:" + (request.META.get("REMOTE_ADDR") or "unknown")
+
+
 def _misses(request: HttpRequest, *, count: bool) -> dict[str, Any] | None:
-    # Read on every tenant-scoped request: like the general limit, it fails open (with a warning) when
-    # the shared cache is down, or the whole API would go down with it.
-    return shared_usage(
-        request,
-        group="tenant-header-misses",
-        key=lambda group, req: "ip:" + (req.META.get("REMOTE_ADDR") or "unknown"),
-        rate=f"{settings.RATELIMIT_TENANT_MISSES_PER_MINUTE}/m",
-        fail_open=True,
-        increment=count,
-    )
+    # Read on every tenant-scoped request (one cache read, no write), counted on a miss: like the
+    # general limit, it fails open (with a warning) when the shared cache is down, or the whole API
+    # would go down with it.
+    group, rate = "tenant-header-misses", f"{settings.RATELIMIT_TENANT_MISSES_PER_MINUTE}/m"
+    if not count:
+        return shared_count(request, group=group, key=_client_ip, rate=rate)
+    return shared_usage(request, group=group, key=_client_ip, rate=rate, fail_open=True)
 
 
 def resolve_tenant_limited(request: HttpRequest, value: str) -> Tenant:

@@ -177,8 +177,11 @@ def test_add_stores_only_over_a_missing_or_expired_key() -> None:
 
 
 @pytest.mark.django_db
-def test_add_is_one_statement_and_purges_expired_rows_now_and_then(django_assert_num_queries: Any) -> None:
+def test_add_is_one_statement_and_purges_expired_rows_now_and_then(
+    django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend = caches["default"]
+    monkeypatch.setattr(backend, "purge_expired_every", 10**9)
     cache.set("stale", 1, 600)
     _expire(cache, "stale")
     with django_assert_num_queries(1):
@@ -186,7 +189,7 @@ def test_add_is_one_statement_and_purges_expired_rows_now_and_then(django_assert
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE cache_key = %s", [cache.make_key("stale")])
         assert cursor.fetchone()[0] == 1  # left alone until a purge
-    backend.purge_expired_every = 1
+    monkeypatch.setattr(backend, "purge_expired_every", 1)
     with django_assert_num_queries(2):
         backend.add("k2", 0, 600)
     with connection.cursor() as cursor:
@@ -216,3 +219,15 @@ def test_concurrent_adds_of_one_key_store_it_once() -> None:
     winners = [value for added, value in results if added]
     assert len(results) == 8 and len(winners) == 1, results
     assert cache.get("once") == winners[0]
+
+
+@pytest.mark.django_db
+def test_a_counter_costs_three_statements(django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rate-limit check (django-ratelimit's add, then incr): one upsert, one read, one compare-and-set,
+    and no transaction of its own (Django's backend: eight statements and a savepoint each)."""
+    backend = caches["default"]
+    monkeypatch.setattr(backend, "purge_expired_every", 10**9)  # no purge in this count
+    backend.add("counter", 1, 60)
+    with django_assert_num_queries(3):
+        assert backend.add("counter", 1, 60) is False
+        assert backend.incr("counter") == 2

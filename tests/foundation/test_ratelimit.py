@@ -189,3 +189,17 @@ def test_stricter_view_limits_stay_in_the_shared_cache_with_a_process_counter(
     assert_limited(anon_api.get("/api/v1/_t/strict"))
     cache.clear()  # what every process shares: clearing it resets this budget
     exhaust(anon_api, "/api/v1/_t/strict", 2)
+
+
+def test_a_known_tenant_costs_the_unknown_tenant_counter_a_read_not_a_write(
+    api: APIClient, process_counter: Any
+) -> None:
+    """With the general limit in the process, a signed-in request leaves the shared cache as it was:
+    the unknown-tenant counter is read (one SELECT), not added to."""
+    from django.db import connection
+
+    cache.clear()
+    exhaust(api, ECHO, 2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM documind_cache")
+        assert cursor.fetchone()[0] == 0
