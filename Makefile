@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint format bench worker migrate mutation clean
+.PHONY: install run test lint format bench loadtest worker migrate mutation clean
 
 # (Re)install when any requirements file changes; the stamp's name carries their hash.
 $(STAMP): requirements/base.txt requirements/local.txt requirements/ocr.txt
@@ -36,6 +36,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# locust against `make run` on loopback (its own var/ and port): LOADTEST_SECONDS (120), LOADTEST_USERS (10).
+loadtest: install
+	$(PY) -m benchmarks.loadtest.driver
 
 worker: install
 	$(VENV)/bin/celery -A config worker -B -l INFO

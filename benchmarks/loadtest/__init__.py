@@ -1,0 +1,1 @@
+"""``make loadtest``: locust against ``make run`` (driver, seed, locustfile, content)."""
