@@ -48,7 +48,7 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from celery import current_task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_revoked
 from django.utils import timezone
 
@@ -272,12 +272,30 @@ class TrackedTask(CeleryTask):
             **options,
         )
 
+    def _failure_message(self, exc: BaseException) -> str:
+        """What the row says of a failure: the error's text, or which time limit stopped the run.
+
+        Celery's time-limit errors carry no sentence (``SoftTimeLimitExceeded()``). The soft limit is
+        the message's (set by the sender's settings) or else this worker's; the hard one (the pool
+        process was killed; this runs in the worker's main process) is the error's argument.
+        """
+        if isinstance(exc, SoftTimeLimitExceeded):
+            limits = getattr(self.request, "timelimit", None) or (None, None)
+            seconds = limits[1] or self.soft_time_limit
+            within = f" of {seconds:g} s" if seconds else ""
+            return f"The task ran past its soft time limit{within} (CELERY_TASK_SOFT_TIME_LIMIT) and was stopped."
+        if isinstance(exc, TimeLimitExceeded):
+            seconds = exc.args[0] if exc.args and isinstance(exc.args[0], int | float) else None
+            within = f" of {seconds:g} s" if seconds else ""
+            return f"The task ran past its hard time limit{within} (CELERY_TASK_TIME_LIMIT): its process was killed."
+        return str(exc) or type(exc).__name__
+
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         try:
             if isinstance(exc, TaskCancelled):
                 mark_cancelled(_row_id(kwargs), celery_task_id=task_id)
             else:
-                mark_failed(_row_id(kwargs), error_type_of(exc), str(exc) or type(exc).__name__, celery_task_id=task_id)
+                mark_failed(_row_id(kwargs), error_type_of(exc), self._failure_message(exc), celery_task_id=task_id)
         except Exception:
             logger.exception("task_failure_bookkeeping_failed")
 

@@ -1,11 +1,12 @@
-"""The real ``make run`` path (scripts/run.py) on a fresh var/ folder: ready over HTTP, then Ctrl-C.
+"""The real ``make run`` path (scripts/run.py) on a fresh var/ folder: ready over HTTP, then Ctrl-C or SIGTERM.
 
 It starts its own embedded PostgreSQL, migrates, creates the demo tenant, serves with daphne, runs a
-Celery worker (prefork, beat embedded), and on SIGINT must leave no process behind.
+Celery worker (prefork, beat embedded), and on SIGINT or SIGTERM must exit 0 and leave no process behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,7 +54,8 @@ def run_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+def start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    """``scripts/run.py`` on a fresh var/ and a free port: (process, port, var folder, log file)."""
     var_dir = tmp_path / "var"
     port = free_port()
     log_path = tmp_path / "run.log"
@@ -62,23 +64,70 @@ def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None
             [sys.executable, "scripts/run.py", "--port", str(port)], cwd=BASE_DIR, env=run_env(var_dir),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    return process, port, var_dir, log_path
+
+
+def wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> bytes:
+    """The body of the first 200 from ``/api/v1/health/ready`` (fails if make run exits first)."""
+    deadline = time.monotonic() + 240
+    status = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()[-4000:]
+        try:
+            status, body, _ = get(f"{base}/api/v1/health/ready")
+        except OSError:
+            status = None
+        if status == 200:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"make run was not ready in 240 s:\n{log_path.read_text()[-4000:]}")
+
+
+def postmaster_of(var_dir: Path) -> psutil.Process:
+    pid_file = var_dir / "pgdata" / "postmaster.pid"
+    return psutil.Process(int(pid_file.read_text().splitlines()[0]))
+
+
+def kill_leftovers(process: subprocess.Popen[bytes], descendants: list[psutil.Process], var_dir: Path) -> None:
+    """After a failure: kill what make run should have stopped (its children live in groups of their own)."""
+    with contextlib.suppress(psutil.Error):
+        descendants = descendants + psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    with contextlib.suppress(OSError, ValueError, IndexError, psutil.Error):
+        postmaster_of(var_dir).send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+
+
+def assert_nothing_left(
+    descendants: list[psutil.Process], postmaster: psutil.Process | None, var_dir: Path, port: int
+) -> None:
+    """No child of make run, no PostgreSQL of its var/, no process naming its var/, nothing on its port."""
+    deadline = time.monotonic() + 5
+    while True:
+        alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    assert postmaster is not None and (not postmaster.is_running() or postmaster.status() == psutil.STATUS_ZOMBIE)
+    leftovers = [
+        p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(var_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, leftovers
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    process, port, var_dir, log_path = start_make_run(tmp_path)
     base = f"http://127.0.0.1:{port}"
     descendants: list[psutil.Process] = []
     postmaster: psutil.Process | None = None
     try:
-        deadline = time.monotonic() + 240
-        status = None
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()[-4000:]
-            try:
-                status, body, _ = get(f"{base}/api/v1/health/ready")
-            except OSError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.5)
-        assert status == 200, log_path.read_text()[-4000:]
-        ready = json.loads(body)
+        ready = json.loads(wait_ready(process, base, log_path))
         assert set(ready["checks"]) == {"database", "cache", "broker", "channel_layer"}
         assert ready["checks"]["broker"]["transport"] == "filesystem"
         assert ready["checks"]["channel_layer"]["backend"] == "PostgresChannelLayer"
@@ -102,27 +151,47 @@ def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         descendants = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
         assert "-m config.serve" in names and "celery" in names and " -B" in names, names
-        pid_file = var_dir / "pgdata" / "postmaster.pid"
-        postmaster = psutil.Process(int(pid_file.read_text().splitlines()[0]))
+        postmaster = postmaster_of(var_dir)
         assert postmaster.is_running()
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-    output = log_path.read_text()
-    assert code == 0, output[-4000:]
-    assert "PostgreSQL stopped" in output, output[-4000:]
-    time.sleep(0.5)
-    alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, [(p.pid, p.cmdline()) for p in alive]
-    assert postmaster is not None and (not postmaster.is_running() or postmaster.status() == psutil.STATUS_ZOMBIE)
-    leftovers = [
-        p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(var_dir) in " ".join(p.info["cmdline"] or [])
-    ]
-    assert not leftovers, leftovers
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        pass
+
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        output = log_path.read_text()
+        assert code == 0, output[-4000:]
+        assert "PostgreSQL stopped" in output, output[-4000:]
+        assert_nothing_left(descendants, postmaster, var_dir, port)
+    except BaseException:
+        kill_leftovers(process, descendants, var_dir)
+        raise
+
+
+def test_make_run_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    """What a service manager or ``docker stop`` sends: SIGTERM to make run alone (its children are in
+    process groups of their own, so nothing else tells them), while the worker's pool and beat run."""
+    process, port, var_dir, log_path = start_make_run(tmp_path)
+    descendants: list[psutil.Process] = []
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}", log_path)
+        # the worker's pool (2 processes) and beat: started by the worker, possibly after ready said 200
+        deadline = time.monotonic() + 60
+        while True:
+            descendants = psutil.Process(process.pid).children(recursive=True)
+            pool = [p for p in descendants if p.ppid() != process.pid]  # daphne's and celery's own children
+            if len(pool) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(pool) >= 3, [(p.pid, p.cmdline()) for p in descendants]
+        postmaster = postmaster_of(var_dir)
+        assert all(os.getpgid(p.pid) != os.getpgid(process.pid) for p in descendants)
+
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+        output = log_path.read_text()
+        assert code == 0, output[-4000:]
+        assert "SIGTERM received: shutting down" in output, output[-4000:]
+        assert "did not stop" not in output, output[-4000:]  # each child stopped on its SIGTERM, no SIGKILL needed
+        assert "PostgreSQL stopped" in output, output[-4000:]
+        assert_nothing_left(descendants, postmaster, var_dir, port)
+    except BaseException:
+        kill_leftovers(process, descendants, var_dir)
+        raise

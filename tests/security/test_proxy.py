@@ -71,7 +71,10 @@ def test_a_trusted_proxy_names_the_client(settings: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_rotating_x_forwarded_for_does_not_escape_the_sign_in_limit(settings: Any, tenant: Any) -> None:
+def test_rotating_x_forwarded_for_does_not_escape_the_sign_in_limit(
+    settings: Any, tenant: Any, ratelimit_clock: Any
+) -> None:
+    # ratelimit_clock: frozen, so that the burst cannot straddle the end of a window
     settings.RATELIMIT_ENABLED = True
     settings.RATELIMIT_AUTH_PER_MINUTE = 3
     settings.TRUSTED_PROXIES = []
@@ -84,6 +87,29 @@ def test_rotating_x_forwarded_for_does_not_escape_the_sign_in_limit(settings: An
         for i in range(5)
     ]  # fmt: skip
     assert statuses == [401, 401, 401, 429, 429]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit(
+    settings: Any, tenant: Any, trusted: bool, ratelimit_clock: Any
+) -> None:
+    """What TRUSTED_PROXIES is for: behind the proxy, one client over the sign-in limit does not lock
+    out the others (their addresses come from its X-Forwarded-For), through the whole middleware
+    chain. Without the proxy trusted, everyone behind it shares the proxy's address and its limit."""
+    settings.RATELIMIT_ENABLED = True
+    settings.RATELIMIT_AUTH_PER_MINUTE = 3
+    settings.TRUSTED_PROXIES = ["10.0.0.0/29"] if trusted else []
+    client = make_client(None, tenant)
+
+    def attempt(client_address: str) -> int:
+        return client.post(
+            LOGIN, {"email": "nobody@acme.test", "password": "guess"}, format="json",
+            REMOTE_ADDR="10.0.0.3", HTTP_X_FORWARDED_FOR=client_address,
+        ).status_code  # fmt: skip
+
+    assert [attempt("198.51.100.1") for _ in range(4)] == [401, 401, 401, 429]
+    assert attempt("198.51.100.2") == (401 if trusted else 429)
 
 
 # --- the compose proxy, for real (Debian's nginx stands in for the official image) ----------------
@@ -161,8 +187,9 @@ def proxied(transactional_db: None, tmp_path: Path, subprocess_env: dict[str, st
             stop_process_group(process, grace=5)
 
 
-def request(port: int, head: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+def request(port: int, head: str, body: bytes = b"", *, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """One request to the proxy from ``source`` (any 127.0.0.0/8 address is this machine's loopback)."""
+    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
         return read_response(sock)
 
@@ -175,16 +202,21 @@ def test_the_compose_proxy_refuses_big_bodies_and_overwrites_the_client_address(
     assert json.loads(body)["error"]["type"] == "payload_too_large"
 
     payload = json.dumps({"email": "nobody@acme.test", "password": "guess"}).encode()
-    statuses = []
-    for i in range(5):
-        status, _, body = request(
+
+    def sign_in(forwarded_for: str, source: str = "127.0.0.1") -> int:
+        return request(
             port,
             f"POST {LOGIN} HTTP/1.1\nHost: localhost\nX-Tenant-ID: acme\nContent-Type: application/json\n"
-            f"X-Forwarded-For: 198.51.100.{i}\nContent-Length: {len(payload)}\nConnection: close\n",
+            f"X-Forwarded-For: {forwarded_for}\nContent-Length: {len(payload)}\nConnection: close\n",
             payload,
-        )
-        statuses.append(status)
+            source=source,
+        )[0]
+
+    statuses = [sign_in(f"198.51.100.{i}") for i in range(5)]
     assert statuses == [401, 401, 401, 429, 429], statuses
+    # The app trusts the proxy (TRUSTED_PROXIES=127.0.0.1, from its environment) and takes the address
+    # nginx wrote: another client (another loopback address) has a limit of its own.
+    assert sign_in("198.51.100.9", source="127.0.0.2") == 401
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ run stopped.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.tracking import TaskCancelled, TrackedTask, report_progress
 
@@ -68,3 +70,23 @@ def flaky(self: Any, *, failures: int, trace: str | None = None, task_row_id: st
     if self.request.retries < failures:
         raise ConnectionError(f"upstream unreachable on attempt {self.request.retries + 1}")
     return {"retries": self.request.retries}
+
+
+@shared_task(base=TrackedTask, bind=True, name="tests.tasks.wait_for_file")
+def wait_for_file(self: Any, *, path: str, trace: str | None = None, task_row_id: str) -> dict[str, Any]:
+    """Waits until ``path`` exists: forever, unless the test makes it or a time limit stops the run.
+
+    Traces ``start <pid> <monotonic time>`` (which pool process runs it, and when), ``soft limit
+    <monotonic time>`` when Celery's ``SoftTimeLimitExceeded`` reaches it (re-raised), and ``done``.
+    """
+    run = self.request.id
+    _trace(trace, f"{run} start {os.getpid()} {time.monotonic()}")
+    report_progress(task_row_id, progress=10, stage="waiting")
+    try:
+        while not Path(path).exists():
+            time.sleep(0.02)
+    except SoftTimeLimitExceeded:
+        _trace(trace, f"{run} soft limit {time.monotonic()}")
+        raise
+    _trace(trace, f"{run} done")
+    return {"waited_for": path}
