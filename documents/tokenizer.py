@@ -40,9 +40,11 @@ def install_bpe_files(cache_dir: Path | None = None) -> Path:
     for name, url in _URLS.items():
         target = cache_dir / hashlib.sha1(url.encode()).hexdigest()  # tiktoken's own cache key (not security)
         if not target.exists():
-            tmp = target.with_suffix(".tmp")
+            # A name of this process's own: pool processes of a fresh install get here at once, and a
+            # shared ".tmp" was moved away under the others (FileNotFoundError, found by make loadtest).
+            tmp = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
             tmp.write_bytes(gzip.decompress((data_dir / f"{name}.tiktoken.gz").read_bytes()))
-            tmp.replace(target)
+            tmp.replace(target)  # atomic: the file is there whole or not at all
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
     return cache_dir
 
