@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -249,11 +250,23 @@ def memory(server: Server) -> dict[str, float]:
 
 
 # --- seeding and warm-up -------------------------------------------------------------------------
+def database_url(server: Server) -> str:
+    """make run's database, by the socket its PostgreSQL listens on (from ``postmaster.pid``).
+
+    Given to the seed as ``DATABASE_URL``, so that it is not one more holder of the embedded server
+    (a holder killed mid-way would keep make run from stopping PostgreSQL).
+    """
+    lines = (server.var_dir / "pgdata" / "postmaster.pid").read_text().splitlines()
+    port, socket_dir = lines[3].strip(), lines[4].strip()
+    return f"postgresql://postgres@/documind?host={quote(socket_dir)}&port={port}"
+
+
 def seed(server: Server, folder: Path, people: int) -> dict[str, Any]:
     out = folder / "credentials.json"
+    env = {**server.env, "LOG_LEVEL": "ERROR", "DATABASE_URL": database_url(server)}
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.loadtest.seed", "--out", str(out), "--people", str(people)],
-        cwd=BASE_DIR, env={**server.env, "LOG_LEVEL": "ERROR"}, capture_output=True, text=True, timeout=180,
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     if result.returncode:
         raise RuntimeError(f"seeding failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -433,7 +446,12 @@ def machine_load() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_1m": round(one, 2), "load_5m": round(five, 2)}
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # leaves through main's clean-up: make run is stopped, not orphaned
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     options = Options()
     folder = Path(options.var_dir).resolve() if options.var_dir else Path(tempfile.mkdtemp(prefix="documind-loadtest-"))
     folder.mkdir(parents=True, exist_ok=True)

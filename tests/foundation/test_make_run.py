@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +57,20 @@ def run_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_make_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+@pytest.fixture
+def run_root() -> Iterator[Path]:
+    """A folder for make run's var/ outside pytest's: the embedded PostgreSQL runs as another user, and
+    every pytest session on the machine makes ``/tmp/pytest-of-<user>`` private again when it starts."""
+    folder = Path(tempfile.mkdtemp(prefix="documind-make-run-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_make_run(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
     """``scripts/run.py`` on a fresh var/ and a free port: (process, port, var folder, log file)."""
-    var_dir = tmp_path / "var"
+    var_dir = folder / "var"
     port = free_port()
-    log_path = tmp_path / "run.log"
+    log_path = folder / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "scripts/run.py", "--port", str(port)], cwd=BASE_DIR, env=run_env(var_dir),
@@ -121,8 +133,8 @@ def assert_nothing_left(
         pass
 
 
-def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    process, port, var_dir, log_path = start_make_run(tmp_path)
+def test_make_run_serves_then_stops_everything_on_ctrl_c(run_root: Path) -> None:
+    process, port, var_dir, log_path = start_make_run(run_root)
     base = f"http://127.0.0.1:{port}"
     descendants: list[psutil.Process] = []
     postmaster: psutil.Process | None = None
@@ -165,10 +177,10 @@ def test_make_run_serves_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         raise
 
 
-def test_make_run_stops_everything_on_sigterm(tmp_path: Path) -> None:
+def test_make_run_stops_everything_on_sigterm(run_root: Path) -> None:
     """What a service manager or ``docker stop`` sends: SIGTERM to make run alone (its children are in
     process groups of their own, so nothing else tells them), while the worker's pool and beat run."""
-    process, port, var_dir, log_path = start_make_run(tmp_path)
+    process, port, var_dir, log_path = start_make_run(run_root)
     descendants: list[psutil.Process] = []
     try:
         wait_ready(process, f"http://127.0.0.1:{port}", log_path)
