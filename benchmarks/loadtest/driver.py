@@ -8,8 +8,9 @@
    search and the first ingestion load the embedding model; that is not growth under load).
 3. Records the resident memory of the server's processes, runs locust headless
    (:mod:`benchmarks.loadtest.locustfile`) for ``LOADTEST_SECONDS`` (120) with ``LOADTEST_USERS``
-   people (10) and ``LOADTEST_SIGNERS`` users signing in (2), waits until the uploads made under load are ingested, and
-   records the memory again.
+   people (10) and ``LOADTEST_SIGNERS`` users signing in (2), waits until the uploads made under
+   load are ingested, and records the memory again. ``LOADTEST_AUTH_PER_MINUTE`` lowers make run's
+   sign-in limit (``RATELIMIT_AUTH_PER_MINUTE``, 10) for short runs on a slow machine.
 4. Stops ``make run`` with SIGTERM and checks that none of its processes is left.
 
 Prints the count, failures, p50, p95 and max of each endpoint, the intended 429s (sign-in over its
@@ -78,6 +79,7 @@ class Options:
     signers: int = int(os.environ.get("LOADTEST_SIGNERS", "2"))
     spawn_rate: float = float(os.environ.get("LOADTEST_SPAWN_RATE", "5"))
     max_growth_mb: float = float(os.environ.get("LOADTEST_MAX_GROWTH_MB", "50"))
+    auth_per_minute: str = os.environ.get("LOADTEST_AUTH_PER_MINUTE", "")  # make run's sign-in limit; "": its own
     var_dir: str = os.environ.get("LOADTEST_VAR_DIR", "")
     report: str = os.environ.get("LOADTEST_REPORT", "")
 
@@ -155,15 +157,17 @@ class Server:
         return groups
 
 
-def run_env(var_dir: Path) -> dict[str, str]:
+def run_env(var_dir: Path, options: Options) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env.update(DOCUMIND_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", DEMO_ADMIN_PASSWORD="")
+    if options.auth_per_minute:
+        env["RATELIMIT_AUTH_PER_MINUTE"] = options.auth_per_minute
     return env
 
 
-def start_server(var_dir: Path, log: Path) -> Server:
+def start_server(var_dir: Path, log: Path, options: Options) -> Server:
     port = free_port()
-    env = run_env(var_dir)
+    env = run_env(var_dir, options)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "scripts/run.py", "--port", str(port)], cwd=BASE_DIR, env=env,
@@ -457,7 +461,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(seconds=options.seconds, users=options.users, signers=options.signers)
     load_before = machine_load()
-    server = start_server(folder / "var", folder / "make-run.log")
+    server = start_server(folder / "var", folder / "make-run.log", options)
     try:
         report.memory_idle = memory(server)
         credentials = seed(server, folder, options.users)
