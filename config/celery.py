@@ -17,7 +17,10 @@ from celery import Celery
 from celery.signals import setup_logging
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
+from config import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+broker.install()  # filesystem:// messages appear whole (config.broker)
 
 app = Celery("documind")
 app.config_from_object("django.conf:settings", namespace="CELERY")
