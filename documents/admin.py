@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from config.errors import Conflict
 from documents import services
-from documents.ingestion import ingestion_error
+from documents.ingestion_progress import ingestion_error
 from documents.models import Chunk, ChunkEmbedding, Document, Project
 
 

@@ -89,6 +89,78 @@ def _starts_word(token_bytes: bytes) -> bool:
     return token_bytes[:1].isspace()
 
 
+class _Windows:
+    """The joined text, its tokens with the character offset of each, and where each page starts:
+    what choosing a window's ends and slicing its chunk needs."""
+
+    def __init__(self, text: str, encoding: Any, page_starts: list[int], page_numbers: list[int]) -> None:
+        self.text = text
+        self.encoding = encoding
+        self.tokens = encoding.encode(text, disallowed_special=())
+        self.offsets = token_offsets(encoding, self.tokens)
+        self.total = len(self.tokens)
+        self.page_starts = page_starts
+        self.page_numbers = page_numbers
+
+    def char_at(self, token_index: int) -> int:
+        return len(self.text) if token_index >= self.total else self.offsets[token_index]
+
+    def token_bytes(self, token_index: int) -> bytes:
+        if token_index >= self.total:
+            return b""
+        return self.encoding.decode_single_token_bytes(self.tokens[token_index])
+
+    def page_of(self, char_offset: int) -> int:
+        return self.page_numbers[max(0, bisect.bisect_right(self.page_starts, char_offset) - 1)]
+
+    def breaks_within(self, char_start: int, char_end: int) -> tuple[tuple[int, int], ...]:
+        first = bisect.bisect_right(self.page_starts, char_start)
+        last = bisect.bisect_left(self.page_starts, char_end)
+        return tuple((self.page_starts[i] - char_start, self.page_numbers[i]) for i in range(first, last))
+
+    def window_end(self, start: int, chunk_tokens: int) -> int:
+        """Where the window from ``start`` ends: ``chunk_tokens`` later, or earlier after a paragraph /
+        line / sentence / word in the window's last quarter."""
+        end = min(start + chunk_tokens, self.total)
+        if end >= self.total:
+            return end
+        best, best_score = end, -1
+        for candidate in range(end - 1, start + (3 * chunk_tokens) // 4 - 1, -1):
+            score = _break_score(self.token_bytes(candidate), self.token_bytes(candidate + 1))
+            if score > best_score:
+                best, best_score = candidate + 1, score
+                if score == 4:
+                    break
+        return best
+
+    def next_start(self, start: int, end: int, overlap: int) -> int:
+        """Where the next window starts: ``overlap`` tokens before ``end``, on a word boundary when one
+        is near (a little earlier, else a little later)."""
+        next_start = max(end - overlap, start + 1)
+        nearby = [*range(next_start, max(start, next_start - 12), -1), *range(next_start + 1, min(end, next_start + 8))]
+        return next((c for c in nearby if _starts_word(self.token_bytes(c))), next_start)
+
+    def chunk(self, index: int, start: int, end: int) -> ChunkData | None:
+        """Tokens ``start``..``end`` as a chunk, its text stripped (None when it is only whitespace)."""
+        char_start, char_end = self.char_at(start), self.char_at(end)
+        piece = self.text[char_start:char_end]
+        stripped = piece.strip()
+        if not stripped:
+            return None
+        char_start += len(piece) - len(piece.lstrip())
+        char_end = char_start + len(stripped)
+        return ChunkData(
+            index=index,
+            text=stripped,
+            page_start=self.page_of(char_start),
+            page_end=self.page_of(max(char_start, char_end - 1)),
+            token_count=end - start,
+            char_start=char_start,
+            char_end=char_end,
+            page_breaks=self.breaks_within(char_start, char_end),
+        )
+
+
 def chunk_pages(
     pages: Sequence[PageText], *, chunk_tokens: int, overlap: int, encoding_name: str = "cl100k_base"
 ) -> list[ChunkData]:
@@ -99,64 +171,17 @@ def chunk_pages(
     text, page_starts, page_numbers = join_pages(pages)
     if not text.strip():
         return []
-    encoding = get_encoding(encoding_name)
-    tokens = encoding.encode(text, disallowed_special=())
-    offsets = token_offsets(encoding, tokens)
-    total = len(tokens)
-
-    def char_at(token_index: int) -> int:
-        return len(text) if token_index >= total else offsets[token_index]
-
-    def token_bytes(token_index: int) -> bytes:
-        return encoding.decode_single_token_bytes(tokens[token_index]) if token_index < total else b""
-
-    def page_of(char_offset: int) -> int:
-        return page_numbers[max(0, bisect.bisect_right(page_starts, char_offset) - 1)]
-
-    def breaks_within(char_start: int, char_end: int) -> tuple[tuple[int, int], ...]:
-        first = bisect.bisect_right(page_starts, char_start)
-        last = bisect.bisect_left(page_starts, char_end)
-        return tuple((page_starts[i] - char_start, page_numbers[i]) for i in range(first, last))
-
+    windows = _Windows(text, get_encoding(encoding_name), page_starts, page_numbers)
     chunks: list[ChunkData] = []
     start = 0
-    while start < total:
-        end = min(start + chunk_tokens, total)
-        if end < total:
-            # Prefer to end after a paragraph / line / sentence / word in the window's last quarter.
-            best, best_score = end, -1
-            for candidate in range(end - 1, start + (3 * chunk_tokens) // 4 - 1, -1):
-                score = _break_score(token_bytes(candidate), token_bytes(candidate + 1))
-                if score > best_score:
-                    best, best_score = candidate + 1, score
-                    if score == 4:
-                        break
-            end = best
-        char_start, char_end = char_at(start), char_at(end)
-        piece = text[char_start:char_end]
-        stripped = piece.strip()
-        if stripped:
-            lead = len(piece) - len(piece.lstrip())
-            char_start += lead
-            char_end = char_start + len(stripped)
-            chunks.append(
-                ChunkData(
-                    index=len(chunks),
-                    text=stripped,
-                    page_start=page_of(char_start),
-                    page_end=page_of(max(char_start, char_end - 1)),
-                    token_count=end - start,
-                    char_start=char_start,
-                    char_end=char_end,
-                    page_breaks=breaks_within(char_start, char_end),
-                )
-            )
-        if end >= total:
+    while start < windows.total:
+        end = windows.window_end(start, chunk_tokens)
+        chunk = windows.chunk(len(chunks), start, end)
+        if chunk is not None:
+            chunks.append(chunk)
+        if end >= windows.total:
             break
-        next_start = max(end - overlap, start + 1)
-        # Start the overlap on a word boundary when one is near: a little earlier, else a little later.
-        nearby = [*range(next_start, max(start, next_start - 12), -1), *range(next_start + 1, min(end, next_start + 8))]
-        start = next((c for c in nearby if _starts_word(token_bytes(c))), next_start)
+        start = windows.next_start(start, end, overlap)
     return chunks
 
 

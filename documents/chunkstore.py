@@ -18,7 +18,8 @@ from typing import Any
 from django.db import connection
 
 from documents.chunking import ChunkData
-from documents.embeddings import Embedder, EmbeddingError, tenant_embedder_name, vector_literal
+from documents.embedding_base import Embedder, EmbeddingError
+from documents.embeddings import tenant_embedder_name, vector_literal
 from documents.models import Chunk, ChunkEmbedding, Document
 from documents.vectors import ensure_index
 

@@ -4,42 +4,43 @@
 uploads, reprocessing, the ledger's retry and ``manage.py ingest`` alike. Pages are read in
 sandboxed child processes (text layer, then OCR for scanned pages: :mod:`documents.reader`) and stream
 back as they are done; every ``SEGMENT_CHARS`` of text is chunked and embedded while the children go
-on reading. Progress::
+on reading (:func:`documents.preparation.read_chunk_embed`). Progress::
 
     opening 2 · extracting / ocr / chunking / embedding 5–90 (by pages read) · storing 95 · done 100
 
 Each stage's seconds (``extract``, ``ocr``, ``chunk``, ``embed``, ``store``, ``index``; see
-:class:`StageClock`) are the row's ``timings`` and are in the ``document_ingested`` log line with the
-children's peak RSS. Chunks carry their ``source`` (``text`` or ``ocr``) and the document the OCR
-confidence of each scanned page.
+:class:`documents.ingestion_progress.StageClock`) are the row's ``timings`` and are in the
+``document_ingested`` log line with the children's peak RSS. Chunks carry their ``source`` (``text`` or
+``ocr``) and the document the OCR confidence of each scanned page.
 
-Who owns what: the task row (``tasks.Task``) is the one record of the run — progress, stage, error
-and per-stage timings (seconds). Every progress report is one write to that row and one
-``document.status`` event (:func:`tasks.tracking.report_progress`, also the cancellation checkpoint;
-the event is :func:`document_status_event`, built from the row). ``Document.status`` is the
-lifecycle search and the API need, written only at its transitions: ``processing`` when a run
-starts, ``ready`` with the chunks, ``failed`` when a run fails here or its row ends outside the worker,
-``pending`` on upload, reprocess and the ledger's retry (those last ones in :mod:`documents.services`).
+Who owns what: the task row (``tasks.Task``) is the one record of the run — progress, stage, error and
+per-stage timings (seconds). Every progress report is one write to that row and one ``document.status``
+event (:class:`documents.ingestion_progress.Progress` over :func:`tasks.tracking.report_progress`, also
+the cancellation checkpoint; the event is :func:`documents.ingestion_progress.document_status_event`,
+built from the row). ``Document.status`` is the lifecycle search and the API need, written only at its
+transitions: ``processing`` when a run starts, ``ready`` with the chunks, ``failed`` when a run fails
+here or its row ends outside the worker, ``pending`` on upload, reprocess and the ledger's retry (those
+last ones in :mod:`documents.services`).
 
 Failures raise :class:`IngestionFailed` with a typed code (``pdf_no_text``, ``pdf_invalid``,
-``pdf_too_complex``, ``pdf_too_many_scanned_pages``, ``ocr_unavailable``, ``ingestion_crashed``, ``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the
-embedder's own error); the task's base class stores it on the row. The store step locks the document
-row, deletes its chunks and COPYs the new ones in one transaction: a redelivered or retried task never
-duplicates chunks, and a document deleted meanwhile is left alone.
+``pdf_too_complex``, ``pdf_too_many_scanned_pages``, ``ocr_unavailable``, ``ingestion_crashed``,
+``ingestion_timeout``, ``internal_error``; ``embedding_failed`` comes as the embedder's own error); the
+task's base class stores it on the row. The store step locks the document row, deletes its chunks and
+COPYs the new ones in one transaction: a redelivered or retried task never duplicates chunks, and a
+document deleted meanwhile is left alone.
 
-Extending it: a new stage is a :class:`_Progress` report with its name, and its seconds a
-:meth:`StageClock.measure`; :func:`progress_listener` lets a caller in the same thread watch the reports.
-The chunks and vectors are written by :mod:`documents.chunkstore`.
+Extending it: a new stage is a :class:`~documents.ingestion_progress.Progress` report with its name,
+and its seconds a :meth:`~documents.ingestion_progress.StageClock.measure`;
+:func:`~documents.ingestion_progress.progress_listener` lets a caller in the same thread watch the
+reports. The chunks and vectors are written by :mod:`documents.chunkstore`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -47,19 +48,19 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from documents.chunking import PAGE_SEPARATOR, ChunkData, chunk_pages, join_pages
 from documents.chunkstore import active_embedder_locked, chunks_replace
-from documents.embeddings import Embedder, EmbeddingError, get_embedder, tenant_embedder_name
+from documents.embedding_base import Embedder, EmbeddingError
+from documents.embeddings import get_embedder, tenant_embedder_name
 from documents.extraction import PageText, PdfError, PdfExtractor
+from documents.ingestion_progress import CANCELLED_ERROR, Progress, StageClock
 from documents.models import Document
-from documents.reader import PageReader, ReaderConfig
-from documents.sandbox import SandboxTimings
+from documents.preparation import Prepared, page_sources, read_chunk_embed
+from documents.reader import ReaderConfig
 from health.metrics import record_ingest
 from integrations.webhooks import announce_document
-from tasks import events
 from tasks.ledger import error_type_of
 from tasks.models import Task
-from tasks.tracking import TaskCancelled, checkpoint, report_progress
+from tasks.tracking import TaskCancelled
 from tenants.usage import usage_record
 
 logger = logging.getLogger(__name__)
@@ -78,12 +79,6 @@ def no_text_message(pages: Sequence[PageText], config: ReaderConfig) -> str:
 
 def _json_pages(ocr_pages: dict[int, float | None]) -> dict[str, float | None]:
     return {str(number): confidence for number, confidence in ocr_pages.items()}
-
-
-CANCELLED_ERROR = {"type": "cancelled", "message": "Ingestion was cancelled."}
-
-ProgressListener = Callable[[int, str], None]
-_listener: ContextVar[ProgressListener | None] = ContextVar("ingestion_progress_listener", default=None)
 
 
 class IngestionFailed(Exception):
@@ -124,42 +119,6 @@ class IngestResult:
         }
 
 
-# --- what the task row says about its document --------------------------------------------------
-
-# The document lifecycle status a task row's status stands for (the event's ``status``).
-_DOCUMENT_STATUS_OF_TASK = {
-    Task.Status.PENDING: Document.Status.PENDING,
-    Task.Status.PROCESSING: Document.Status.PROCESSING,
-    Task.Status.COMPLETED: Document.Status.READY,
-    Task.Status.FAILED: Document.Status.FAILED,
-    Task.Status.CANCELLED: Document.Status.FAILED,
-}
-
-
-def ingestion_error(task: Task | None) -> dict[str, Any] | None:
-    """The error of an ingestion as its task row records it (a cancelled row: ``cancelled``)."""
-    if task is None:
-        return None
-    if task.error:
-        return task.error
-    return dict(CANCELLED_ERROR) if task.status == Task.Status.CANCELLED else None
-
-
-def document_status_event(task: Task) -> events.DocumentStatusEvent | None:
-    """The ``document.status`` event of an ingestion row (None for a run a newer one superseded)."""
-    if task.status == Task.Status.COMPLETED and (task.result or {}).get("skipped") == "superseded":
-        return None
-    return events.document_status_event(
-        document_id=(task.payload or {}).get("document_id"),
-        task_id=task.pk,
-        status=_DOCUMENT_STATUS_OF_TASK.get(task.status, task.status),
-        progress=task.progress,
-        stage=task.stage,
-        error=ingestion_error(task),
-        timings=task.timings,
-    )
-
-
 def _announce(document: Document, error: dict[str, Any] | None = None) -> None:
     """``document.ready`` / ``document.failed`` webhooks (queued with the transition, sent after commit)."""
     announce_document(document, error=error)
@@ -177,169 +136,6 @@ def _set_status(document: Document, status: str, **fields: Any) -> bool:
     for key, value in fields.items():
         setattr(document, key, value)
     return bool(Document.objects.filter(pk=document.pk).update(status=status, updated_at=timezone.now(), **fields))
-
-
-@contextmanager
-def progress_listener(listener: ProgressListener) -> Iterator[None]:
-    """Call ``listener(progress, stage)`` on every new progress report made in this context (same thread)."""
-    token = _listener.set(listener)
-    try:
-        yield
-    finally:
-        _listener.reset(token)
-
-
-class _Progress:
-    """Reports progress and the stage timings so far to the ledger row (one write and one event; a checkpoint)."""
-
-    def __init__(self, row_id: str | None, clock: StageClock | None = None) -> None:
-        self.row_id = row_id
-        self.clock = clock or StageClock()
-        self.listener = _listener.get()
-        self.last: tuple[int, str] = (-1, "")
-
-    def __call__(self, progress: int, stage: str) -> None:
-        if (progress, stage) == self.last:
-            return
-        self.last = (progress, stage)
-        report_progress(self.row_id, progress=progress, stage=stage, timings=self.clock.as_dict())  # a checkpoint
-        if self.listener is not None:
-            self.listener(progress, stage)
-
-    def checkpoint(self) -> None:
-        """Raise :class:`TaskCancelled` when the run must stop (one cheap read of the row)."""
-        checkpoint(self.row_id)
-
-
-# --- the pipeline -------------------------------------------------------------------------------
-
-
-@dataclass
-class StageClock:
-    """Seconds per stage (``extract``, ``ocr``, ``chunk``, ``embed``, ``store``, ``index``).
-
-    Stages overlap (the children read while this process chunks and embeds), so the seconds can add
-    up to more than the run's wall-clock time; ``extract`` and ``ocr`` are the children's own.
-    """
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    @contextmanager
-    def measure(self, stage: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.add(stage, time.monotonic() - started)
-
-    def as_dict(self) -> dict[str, float]:
-        return {stage: round(self.seconds.get(stage, 0.0), 4) for stage in STAGES}
-
-
-STAGES = ("extract", "ocr", "chunk", "embed", "store", "index")
-# Pages are chunked and embedded in segments of about this many characters while the children go on
-# reading (~25k tokens, ~60 chunks of 400: still one embedding request each). A chunk never spans
-# two segments; within a segment chunking is exactly that of the whole text.
-SEGMENT_CHARS = 100_000
-
-
-@dataclass
-class Prepared:
-    """What reading, chunking and embedding produced, ready to store."""
-
-    pages: list[PageText]
-    chunks: list[ChunkData]
-    vectors: list[list[float]]
-    tokens: int
-    reader: SandboxTimings
-
-
-class _Throttle:
-    """Progress reports at most every ``interval`` seconds (and at every change of stage): each one
-    is a write and an event, and a 500-page document does not need 500 of them."""
-
-    def __init__(self, progress: Callable[[int, str], None], interval: float = 0.5) -> None:
-        self.progress = progress
-        self.interval = interval
-        self.last_at = 0.0
-        self.last_stage = ""
-
-    def __call__(self, value: int, stage: str) -> None:
-        now = time.monotonic()
-        if stage != self.last_stage or now - self.last_at >= self.interval:
-            self.last_at, self.last_stage = now, stage
-            self.progress(value, stage)
-
-
-def read_chunk_embed(
-    source: str | bytes,
-    *,
-    embedder: Embedder,
-    progress: Callable[[int, str], None],
-    checkpoint: Callable[[], None],
-    clock: StageClock,
-    config: ReaderConfig | None = None,
-) -> Prepared:
-    """Read the pages in the sandbox (:class:`documents.reader.PageReader`) and, as they arrive,
-    chunk and embed them segment by segment (progress 5–90, stage ``extracting``/``ocr``/``embedding``)."""
-    pages: list[PageText] = []
-    chunks: list[ChunkData] = []
-    vectors: list[list[float]] = []
-    tokens = 0
-    segment: list[PageText] = []
-    segment_chars = 0
-    offset = 0  # where the segment starts in the document's text (pages joined by PAGE_SEPARATOR)
-    throttled = _Throttle(progress)
-    total = [0]
-
-    def flush() -> None:
-        nonlocal tokens, offset, segment, segment_chars
-        if not segment:
-            return
-        done = 5 + int(85 * len(pages) / max(total[0], 1))
-        throttled(done, "chunking")
-        with clock.measure("chunk"):
-            found = chunk_pages(segment, chunk_tokens=settings.CHUNK_TOKENS, overlap=settings.CHUNK_OVERLAP)
-            base = len(chunks)
-            chunks.extend(
-                replace(c, index=base + c.index, char_start=c.char_start + offset, char_end=c.char_end + offset)
-                for c in found
-            )
-            offset += len(join_pages(segment)[0]) + len(PAGE_SEPARATOR)
-        segment, segment_chars = [], 0
-        if not found:
-            return
-        throttled(done, "embedding")
-        with clock.measure("embed"):
-            result = embedder.embed([c.text for c in found])
-        vectors.extend(result.vectors)
-        tokens += result.tokens
-
-    def opened(count: int) -> None:
-        total[0] = count
-        progress(5, "extracting")
-
-    with PageReader(source, config, checkpoint=checkpoint, on_open=opened) as reader:
-        for page in reader:
-            pages.append(page)
-            throttled(5 + int(85 * len(pages) / max(total[0], 1)), "ocr" if page.source == "ocr" else "extracting")
-            if page.text:
-                segment.append(page)
-                segment_chars += len(page.text)
-                if segment_chars >= SEGMENT_CHARS:
-                    flush()
-        flush()
-    clock.add("extract", reader.timings.extract_seconds)
-    clock.add("ocr", reader.timings.ocr_seconds)
-    return Prepared(pages, chunks, vectors, tokens, reader.timings)
-
-
-def page_sources(pages: Sequence[PageText]) -> dict[int, float | None]:
-    """The pages whose text came from OCR, with the OCR confidence (None: OCR found nothing)."""
-    return {page.number: page.confidence for page in pages if page.source == "ocr"}
 
 
 def _source(document: Document) -> str | bytes:
@@ -411,15 +207,11 @@ def _run(
 ) -> dict[str, Any]:
     """The stages of :func:`document_ingest`; raises on any failure."""
     started = time.monotonic()
-    if _attempts(task_row_id) > settings.INGESTION_MAX_ATTEMPTS:
-        raise IngestionFailed(
-            "ingestion_crashed",
-            f"Ingestion was interrupted {settings.INGESTION_MAX_ATTEMPTS} times (the worker died): giving up.",
-        )
+    _give_up_after_crashes(task_row_id)
     if document.status != Document.Status.PROCESSING:
         _set_status(document, Document.Status.PROCESSING)
     clock = StageClock()
-    progress = _Progress(task_row_id, clock)
+    progress = Progress(task_row_id, clock)
     chosen_embedder = embedder is None  # the tenant's: follow a switch that happens meanwhile
     embedder = embedder or get_embedder(tenant_embedder_name(document.tenant))
     config = ReaderConfig.from_settings(**({"extractor": extractor.name} if extractor is not None else {}))
@@ -433,37 +225,30 @@ def _run(
         clock=clock,
         config=config,
     )
-    pages, chunks, tokens = prepared.pages, prepared.chunks, prepared.tokens
-    ocr_pages = page_sources(pages)
-    if not chunks:
-        Document.objects.filter(pk=document.pk).update(page_count=len(pages), ocr_pages=_json_pages(ocr_pages))
-        raise IngestionFailed("pdf_no_text", no_text_message(pages, config))
-    if embedder.metered:
-        usage_record(
-            tenant=document.tenant, user=document.owner, kind="embedding", model=embedder.model, embedding_tokens=tokens
-        )
+    ocr_pages = page_sources(prepared.pages)
+    if not prepared.chunks:
+        Document.objects.filter(pk=document.pk).update(page_count=len(prepared.pages), ocr_pages=_json_pages(ocr_pages))
+        raise IngestionFailed("pdf_no_text", no_text_message(prepared.pages, config))
+    _meter(document, embedder, prepared.tokens)
 
     progress(95, "storing")
     count = _store(
         document,
         task_row_id,
-        chunks,
-        prepared.vectors,
+        prepared,
         embedder,
-        page_count=len(pages),
         ocr_pages=ocr_pages,
         clock=clock,
         follow_switch=chosen_embedder,
     )
     if count is None:
         return {"skipped": "superseded"}
-    pages_without_text = sum(1 for page in pages if not page.text)
     result = IngestResult(
         str(document.pk),
-        len(pages),
-        pages_without_text,
+        len(prepared.pages),
+        sum(1 for page in prepared.pages if not page.text),
         count,
-        tokens,
+        prepared.tokens,
         time.monotonic() - started,
         clock.as_dict(),
         ocr_pages=len(ocr_pages),
@@ -474,14 +259,29 @@ def _run(
     return result.as_dict()
 
 
+def _give_up_after_crashes(task_row_id: str | None) -> None:
+    """``ingestion_crashed`` once the row has been delivered more than ``INGESTION_MAX_ATTEMPTS`` times."""
+    if _attempts(task_row_id) > settings.INGESTION_MAX_ATTEMPTS:
+        raise IngestionFailed(
+            "ingestion_crashed",
+            f"Ingestion was interrupted {settings.INGESTION_MAX_ATTEMPTS} times (the worker died): giving up.",
+        )
+
+
+def _meter(document: Document, embedder: Embedder, tokens: int) -> None:
+    """The embedding tokens to the usage ledger, when the embedder bills by the token."""
+    if embedder.metered:
+        usage_record(
+            tenant=document.tenant, user=document.owner, kind="embedding", model=embedder.model, embedding_tokens=tokens
+        )
+
+
 def _store(
     document: Document,
     task_row_id: str | None,
-    chunks: Sequence[ChunkData],
-    vectors: Sequence[Sequence[float]],
+    prepared: Prepared,
     embedder: Embedder,
     *,
-    page_count: int,
     ocr_pages: dict[int, float | None],
     clock: StageClock,
     follow_switch: bool = True,
@@ -490,6 +290,7 @@ def _store(
 
     With ``follow_switch``, vectors of an embedder the tenant has switched away from meanwhile are
     made again with the active one (see :mod:`documents.reembedding`)."""
+    chunks, vectors = prepared.chunks, prepared.vectors
     with transaction.atomic():
         locked = Document.objects.select_for_update().filter(pk=document.pk).first()
         if locked is None:
@@ -504,14 +305,7 @@ def _store(
             with clock.measure("embed"):
                 again = embedder.embed([chunk.text for chunk in chunks])
             vectors = again.vectors
-            if embedder.metered:
-                usage_record(
-                    tenant=document.tenant,
-                    user=document.owner,
-                    kind="embedding",
-                    model=embedder.model,
-                    embedding_tokens=again.tokens,
-                )
+            _meter(document, embedder, again.tokens)
         count = chunks_replace(
             document=document,
             chunks=chunks,
@@ -524,7 +318,7 @@ def _store(
             document,
             Document.Status.READY,
             chunk_count=count,
-            page_count=page_count,
+            page_count=len(prepared.pages),
             ocr_pages=_json_pages(ocr_pages),
             embedding_model=embedder.model,
             embedding_dimensions=embedder.dimensions,

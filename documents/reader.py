@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,20 @@ class ReaderConfig:
         )
 
 
+@dataclass
+class _ReadState:
+    """Where one read stands: pages ready to yield, pages waiting for OCR, what each child said."""
+
+    spawned: float  # when the extraction child was started (its start-up counts as extract time)
+    ready: dict[int, PageText] = field(default_factory=dict)
+    waiting_ocr: list[int] = field(default_factory=list)  # pages sent to OCR, in order
+    next_page: int = 1
+    last_extracted: int = 0
+    extract_done: bool = False
+    ocr_pages: int = 0
+    said_done: set[str] = field(default_factory=set)
+
+
 class PageReader:
     """Iterate a PDF's pages (``PageText``) from the sandboxed children, in page order.
 
@@ -160,6 +174,7 @@ class PageReader:
         self._extract: Child | None = None
         self._ocr: Child | None = None
         self._last_check = 0.0
+        self._state = _ReadState(spawned=time.monotonic())
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -220,10 +235,9 @@ class PageReader:
         self.timings.extra["ocr_started"] = started
         return child
 
-    def _pages(self) -> Iterator[PageText]:
+    def _start_extract(self) -> Child:
         config = self.config
-        spawned = time.monotonic()
-        self._extract = extract = Child(
+        return Child(
             "extract",
             {
                 "path": self.path,
@@ -234,18 +248,15 @@ class PageReader:
             },
             config.extract_limits(),
         )
-        ready: dict[int, PageText] = {}
-        waiting_ocr: list[int] = []  # pages sent to OCR, in order
-        next_page = 1
-        last_extracted = 0
-        extract_done = False
-        ocr_pages = 0
-        said_done: set[str] = set()
+
+    def _pages(self) -> Iterator[PageText]:
+        state = self._state = _ReadState(spawned=time.monotonic())
+        self._extract = extract = self._start_extract()
         while True:
-            while next_page in ready:
-                yield ready.pop(next_page)
-                next_page += 1
-            if extract_done and not waiting_ocr:
+            while state.next_page in state.ready:
+                yield state.ready.pop(state.next_page)
+                state.next_page += 1
+            if state.extract_done and not state.waiting_ocr:
                 break
             self._check()
             active = [c for c in (extract, self._ocr) if c is not None and not c.finished]
@@ -253,77 +264,102 @@ class PageReader:
                 raise PdfTooComplex(page=None, reason="crashed", detail="the reader ended early")
             wait = 0.05 if len(active) > 1 else min(0.5, self.checkpoint_seconds)
             for child in active:
-                is_ocr = child is self._ocr
-                current = waiting_ocr[0] if is_ocr and waiting_ocr else last_extracted + 1
-                try:
-                    messages = child.receive(wait)
-                except ChildFailed as exc:
-                    raise PdfTooComplex(page=current, reason=exc.reason, stage=child.mode) from exc
-                for message in messages:
-                    kind = message.get("t")
-                    if kind == "too_complex":
-                        child.kill()
-                        raise PdfTooComplex(
-                            page=message.get("page") or None, reason=message.get("reason", "crashed"), stage=child.mode
-                        )
-                    if kind == "error":
-                        code, text = message.get("code"), message.get("message", "")
-                        if code == "pdf_encrypted":
-                            raise PdfEncrypted(text)
-                        if code == "ocr_unavailable":
-                            raise OcrUnavailableError(text)
-                        raise PdfInvalid(text)
-                    if kind == "open":
-                        self.page_count = int(message["pages"])
-                        self.timings.extract_seconds += time.monotonic() - spawned
-                        if self.on_open is not None:
-                            self.on_open(self.page_count)
-                    elif kind == "ready":
-                        self.timings.ocr_seconds += float(message.get("s", 0.0))
-                    elif kind == "done":
-                        said_done.add(child.mode)
-                        if not is_ocr:
-                            extract_done = True
-                            if self._ocr is not None:
-                                self._ocr.send({"end": True})
-                    elif kind == "page" and not is_ocr:
-                        number = int(message["n"])
-                        last_extracted = number
-                        self.timings.extract_seconds += float(message.get("s", 0.0))
-                        if message.get("ocr") and config.ocr_enabled:
-                            ocr_pages += 1
-                            if ocr_pages > config.ocr_max_pages:
-                                raise TooManyScannedPages(
-                                    f"More than {config.ocr_max_pages} pages need OCR (they have no text layer); "
-                                    f"at most {config.ocr_max_pages} are read by OCR per document."
-                                )
-                            if self._ocr is None:
-                                self._ocr = self._start_ocr()
-                            self._ocr.send({"page": number})
-                            waiting_ocr.append(number)
-                        else:
-                            ready[number] = PageText(number, message.get("text", ""), bool(message.get("skipped")))
-                    elif kind == "page":
-                        number = int(message["n"])
-                        with contextlib.suppress(ValueError):
-                            waiting_ocr.remove(number)
-                        self.timings.ocr_seconds += float(message.get("s", 0.0))
-                        self.timings.ocr_pages += 1
-                        confidence = message.get("confidence")
-                        ready[number] = PageText(
-                            number,
-                            message.get("text", ""),
-                            source="ocr",
-                            confidence=round(float(confidence), 4) if confidence is not None else None,
-                        )
-                if child.finished and child.mode in said_done:
-                    continue
-                if child.finished and child.crashed():
-                    raise PdfTooComplex(page=current, reason=child.death_reason(), stage=child.mode)
-                if child.finished and not is_ocr and not extract_done:
-                    raise PdfTooComplex(page=current, reason="crashed", stage="extract")
-                if child.finished and is_ocr and waiting_ocr:
-                    raise PdfTooComplex(page=current, reason="crashed", stage="ocr")
+                self._serve(child, wait)
+
+    def _serve(self, child: Child, wait: float) -> None:
+        """Handle what ``child`` sent within ``wait`` seconds; raise if it died with work left."""
+        state = self._state
+        is_ocr = child is self._ocr
+        current = state.waiting_ocr[0] if is_ocr and state.waiting_ocr else state.last_extracted + 1
+        try:
+            messages = child.receive(wait)
+        except ChildFailed as exc:
+            raise PdfTooComplex(page=current, reason=exc.reason, stage=child.mode) from exc
+        for message in messages:
+            self._handle(child, message, is_ocr=is_ocr)
+        if not child.finished or child.mode in state.said_done:
+            return
+        if child.crashed():
+            raise PdfTooComplex(page=current, reason=child.death_reason(), stage=child.mode)
+        if not is_ocr and not state.extract_done:
+            raise PdfTooComplex(page=current, reason="crashed", stage="extract")
+        if is_ocr and state.waiting_ocr:
+            raise PdfTooComplex(page=current, reason="crashed", stage="ocr")
+
+    def _handle(self, child: Child, message: dict[str, Any], *, is_ocr: bool) -> None:
+        """One message of a child (see :mod:`documents.pdf_child` for what each kind carries)."""
+        state = self._state
+        kind = message.get("t")
+        if kind == "too_complex":
+            child.kill()
+            raise PdfTooComplex(
+                page=message.get("page") or None, reason=message.get("reason", "crashed"), stage=child.mode
+            )
+        if kind == "error":
+            raise _child_error(message)
+        if kind == "open":
+            self.page_count = int(message["pages"])
+            self.timings.extract_seconds += time.monotonic() - state.spawned
+            if self.on_open is not None:
+                self.on_open(self.page_count)
+        elif kind == "ready":
+            self.timings.ocr_seconds += float(message.get("s", 0.0))
+        elif kind == "done":
+            state.said_done.add(child.mode)
+            if not is_ocr:
+                state.extract_done = True
+                if self._ocr is not None:
+                    self._ocr.send({"end": True})
+        elif kind == "page" and not is_ocr:
+            self._extracted_page(message)
+        elif kind == "page":
+            self._recognised_page(message)
+
+    def _extracted_page(self, message: dict[str, Any]) -> None:
+        """A page from the extraction child: ready, or sent to OCR when it has no text layer."""
+        config, state = self.config, self._state
+        number = int(message["n"])
+        state.last_extracted = number
+        self.timings.extract_seconds += float(message.get("s", 0.0))
+        if not (message.get("ocr") and config.ocr_enabled):
+            state.ready[number] = PageText(number, message.get("text", ""), bool(message.get("skipped")))
+            return
+        state.ocr_pages += 1
+        if state.ocr_pages > config.ocr_max_pages:
+            raise TooManyScannedPages(
+                f"More than {config.ocr_max_pages} pages need OCR (they have no text layer); "
+                f"at most {config.ocr_max_pages} are read by OCR per document."
+            )
+        if self._ocr is None:
+            self._ocr = self._start_ocr()
+        self._ocr.send({"page": number})
+        state.waiting_ocr.append(number)
+
+    def _recognised_page(self, message: dict[str, Any]) -> None:
+        """A page from the OCR child, with the engine's confidence."""
+        state = self._state
+        number = int(message["n"])
+        with contextlib.suppress(ValueError):
+            state.waiting_ocr.remove(number)
+        self.timings.ocr_seconds += float(message.get("s", 0.0))
+        self.timings.ocr_pages += 1
+        confidence = message.get("confidence")
+        state.ready[number] = PageText(
+            number,
+            message.get("text", ""),
+            source="ocr",
+            confidence=round(float(confidence), 4) if confidence is not None else None,
+        )
+
+
+def _child_error(message: dict[str, Any]) -> PdfError:
+    """The typed error a child reported (``pdf_encrypted``, ``ocr_unavailable``, else ``pdf_invalid``)."""
+    code, text = message.get("code"), message.get("message", "")
+    if code == "pdf_encrypted":
+        return PdfEncrypted(text)
+    if code == "ocr_unavailable":
+        return OcrUnavailableError(text)
+    return PdfInvalid(text)
 
 
 def read_pages(source: str | bytes, **kwargs: Any) -> list[PageText]:

@@ -29,7 +29,8 @@ from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from config.errors import Conflict, ValidationFailed
-from documents.embeddings import PROVIDERS, Embedder, get_embedder, tenant_embedder_name, vector_literal
+from documents.embedding_base import Embedder
+from documents.embeddings import PROVIDERS, get_embedder, tenant_embedder_name, vector_literal
 from documents.models import Chunk, ChunkEmbedding, Document
 from documents.vectors import ensure_index
 from tasks.models import Task

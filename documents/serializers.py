@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from documents.ingestion import ingestion_error
+from documents.ingestion_progress import ingestion_error
 from documents.models import Chunk, Document, Project
 from documents.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
 from tenants.scoping import request_tenant

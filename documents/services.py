@@ -212,7 +212,7 @@ def document_ingestion_abandoned(*, task: Task) -> None:
     otherwise leave its document ``pending`` or ``processing`` forever. Only the document whose
     current task is ``task`` and that is still unfinished is touched.
     """
-    from documents.ingestion import ingestion_error
+    from documents.ingestion_progress import ingestion_error
 
     unfinished = [Document.Status.PENDING, Document.Status.PROCESSING]
     for document in Document.objects.select_related("tenant").filter(task_id=task.pk, status__in=unfinished):

@@ -7,7 +7,8 @@ from typing import Any
 
 from celery import shared_task
 
-from documents.ingestion import document_ingest, document_status_event
+from documents.ingestion import document_ingest
+from documents.ingestion_progress import document_status_event
 from documents.services import document_ingestion_abandoned, document_ingestion_requeued
 from tasks import events
 from tasks.models import Task
@@ -18,7 +19,7 @@ class IngestionTask(TrackedTask):
     """A tracked task whose row's changes are ``document.status`` events of its document."""
 
     def row_event(self, task: Task) -> events.DocumentStatusEvent | None:
-        """``document.status`` built from the row (see :func:`documents.ingestion.document_status_event`)."""
+        """``document.status`` built from the row (see :func:`documents.ingestion_progress.document_status_event`)."""
         return document_status_event(task)
 
     def on_requeued(self, task: Task) -> None:

@@ -41,6 +41,33 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     return [s for s in Scope.values if s in set(scopes)]  # canonical order, no duplicates
 
 
+def _clean_key(*, tenant: Tenant, name: str, scopes: list[str], expires_at: datetime | None) -> tuple[str, list[str]]:
+    """The key's name and canonical scopes, or ``ValidationFailed`` / ``Conflict`` (see :func:`api_key_create`)."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("name: a name is required.", details={"fields": {"name": ["Required."]}})
+    scopes = _clean_scopes(scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed(
+            "expires_at: must be in the future.", details={"fields": {"expires_at": ["Must be in the future."]}}
+        )
+    if APIKey.objects.for_tenant(tenant).filter(name=name).exists():
+        raise Conflict("An API key with this name already exists.")
+    return name, scopes
+
+
+def _service_account(*, tenant: Tenant, prefix: str, name: str, scopes: list[str]) -> User:
+    """The user a key acts as: a service account with the role its scopes need."""
+    return User.objects.create_user(
+        f"key-{prefix}@{SERVICE_EMAIL_DOMAIN}",
+        None,  # unusable password: the account cannot sign in (and sign-in ignores service accounts)
+        tenant=tenant,
+        role=role_for_scopes(scopes),
+        full_name=f"API key: {name}"[:200],
+        is_service_account=True,
+    )
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -57,25 +84,9 @@ def api_key_create(
     Raises ``ValidationFailed`` (no or unknown scopes, an expiry in the past, an empty name) or
     ``Conflict`` (the tenant already has a key with this name).
     """
-    name = (name or "").strip()
-    if not name:
-        raise ValidationFailed("name: a name is required.", details={"fields": {"name": ["Required."]}})
-    scopes = _clean_scopes(scopes)
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationFailed(
-            "expires_at: must be in the future.", details={"fields": {"expires_at": ["Must be in the future."]}}
-        )
-    if APIKey.objects.for_tenant(tenant).filter(name=name).exists():
-        raise Conflict("An API key with this name already exists.")
+    name, scopes = _clean_key(tenant=tenant, name=name, scopes=scopes, expires_at=expires_at)
     raw, prefix, digest = generate_key()
-    user = User.objects.create_user(
-        f"key-{prefix}@{SERVICE_EMAIL_DOMAIN}",
-        None,  # unusable password: the account cannot sign in (and sign-in ignores service accounts)
-        tenant=tenant,
-        role=role_for_scopes(scopes),
-        full_name=f"API key: {name}"[:200],
-        is_service_account=True,
-    )
+    user = _service_account(tenant=tenant, prefix=prefix, name=name, scopes=scopes)
     try:
         with transaction.atomic():
             key = APIKey.objects.create(

@@ -178,6 +178,37 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def spawn_services(args: argparse.Namespace, children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """daphne and a Celery worker with beat embedded, added to ``children`` as each starts."""
+    bin_dir = Path(sys.executable).parent
+    log_level = os.environ.get("LOG_LEVEL", "INFO")
+    children["daphne"] = spawn(
+        "daphne",
+        [
+            sys.executable, "-m", "config.serve", "-b", args.host, "-p", str(args.port), "-v", "0",
+            "config.asgi:application",
+        ],
+    )  # fmt: skip
+    children["celery worker"] = spawn(
+        "celery worker",
+        [
+            str(bin_dir / "celery"), "-A", "config", "worker", "-B", "-c", str(args.concurrency),
+            "-l", log_level, "-n", "documind@%h", "--without-gossip", "--without-mingle",
+        ],
+    )  # fmt: skip
+
+
+def wait_for_exit(children: dict[str, subprocess.Popen[bytes]]) -> str:
+    """Wait until a child exits and return its name (a signal interrupts the wait with :class:`Stop`)."""
+    while True:
+        for name, process in children.items():
+            code = process.poll()
+            if code is not None:
+                say(f"{name} exited with status {code}: stopping everything")
+                return name
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(BASE_DIR)
@@ -208,31 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             server = start_database(var_dir)
         account = prepare(var_dir / "demo-admin-password")
-        bin_dir = Path(sys.executable).parent
-        log_level = os.environ.get("LOG_LEVEL", "INFO")
-        children["daphne"] = spawn(
-            "daphne",
-            [
-                sys.executable, "-m", "config.serve", "-b", args.host, "-p", str(args.port), "-v", "0",
-                "config.asgi:application",
-            ],
-        )  # fmt: skip
-        children["celery worker"] = spawn(
-            "celery worker",
-            [
-                str(bin_dir / "celery"), "-A", "config", "worker", "-B", "-c", str(args.concurrency),
-                "-l", log_level, "-n", "documind@%h", "--without-gossip", "--without-mingle",
-            ],
-        )  # fmt: skip
+        spawn_services(args, children)
         say(sign_in_help(account, f"http://{args.host}:{args.port}"))
-        while True:
-            for name, process in children.items():
-                code = process.poll()
-                if code is not None:
-                    say(f"{name} exited with status {code}: stopping everything")
-                    status = 1
-                    raise Stop(name)
-            time.sleep(0.5)
+        exited = wait_for_exit(children)
+        status = 1
+        raise Stop(exited)
     except Stop as stop:
         if status == 0:
             say(f"{stop.args[0]} received: shutting down")

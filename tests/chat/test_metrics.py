@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from chat.models import ChatSession
-from documents.ingestion import STAGES
+from documents.ingestion_progress import STAGES
 from tenants.models import UsageRecord
 from tests.chat.conftest import connected
 from tests.crosstenant import assert_envelope

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
+from documents.embedding_base import EmbeddingError
 from documents.embeddings import (
-    EmbeddingError,
     HashingEmbedder,
-    LocalEmbedder,
     OpenAIEmbedder,
     default_provider,
     get_embedder,
     retry_after_seconds,
 )
+from documents.local_embedder import LocalEmbedder
 from documents.models import Chunk, Document
 from tenants.models import UsageRecord
 from tests.documents.conftest import ingest, known_pages

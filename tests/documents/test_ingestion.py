@@ -10,7 +10,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import User
-from documents.ingestion import IngestionFailed, document_ingest, ingestion_error
+from documents.ingestion import IngestionFailed, document_ingest
+from documents.ingestion_progress import ingestion_error
 from documents.models import Chunk, Document
 from documents.services import document_delete
 from tasks.events import user_group
@@ -399,14 +400,14 @@ def test_one_progress_report_is_one_row_write_and_one_document_status_event(uplo
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from documents.ingestion import _Progress
+    from documents.ingestion_progress import Progress
 
     document = uploaded()
     Task.objects.filter(pk=document.task_id).update(status=Task.Status.PROCESSING)  # a worker took it
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(user_group(user.pk), channel)
-    progress = _Progress(str(document.task_id))
+    progress = Progress(str(document.task_id))
 
     with CaptureQueriesContext(connection) as queries:
         progress(60, "embedding")

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
-from documents.embeddings import (
-    LOCAL_DIMENSIONS,
-    TOKENIZER_PATH,
-    EmbeddingError,
-    LocalEmbedder,
-    get_embedder,
-    tenant_embedder,
-)
+from documents.embedding_base import EmbeddingError
+from documents.embeddings import get_embedder, tenant_embedder
+from documents.local_embedder import LOCAL_DIMENSIONS, TOKENIZER_PATH, LocalEmbedder
 
 
 @pytest.fixture(scope="module")

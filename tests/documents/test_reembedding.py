@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from config.errors import Conflict, ValidationFailed
-from documents.embeddings import LOCAL_MODEL, tenant_embedder_name
+from documents.embeddings import tenant_embedder_name
+from documents.local_embedder import LOCAL_MODEL
 from documents.models import Chunk, ChunkEmbedding, Document
 from documents.reembedding import reembed_start, tenant_reembed
 from documents.search import search_chunks
@@ -97,7 +98,8 @@ def test_a_run_resumes_from_what_an_interrupted_one_embedded(hashing_tenant: Any
 
 def test_ingestion_that_outlives_a_switch_stores_the_new_embedders_vectors(hashing_tenant: Any, uploaded: Any) -> None:
     """Embedded with hashing, stored after the tenant switched to local: stored with local vectors."""
-    from documents.ingestion import document_ingest, progress_listener
+    from documents.ingestion import document_ingest
+    from documents.ingestion_progress import progress_listener
 
     tenant = hashing_tenant
     document = uploaded(make_pdf(["Bees tell their sisters where flowers are with a waggle dance."]), "bees.pdf")

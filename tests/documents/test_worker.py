@@ -186,7 +186,8 @@ def test_delete_during_ingestion_leaves_nothing_behind(
 def test_a_worker_reembeds_a_tenant_and_switches_it(
     ingest_worker: WorkerProcess, transactional_db: Any, api: APIClient, user: Any, tenant: Any
 ) -> None:
-    from documents.embeddings import LOCAL_MODEL, tenant_embedder_name
+    from documents.embeddings import tenant_embedder_name
+    from documents.local_embedder import LOCAL_MODEL
     from documents.models import ChunkEmbedding
     from documents.reembedding import reembed_start
 

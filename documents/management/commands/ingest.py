@@ -27,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from accounts.models import User
 from config.errors import DomainError
-from documents.ingestion import ingestion_error, progress_listener
+from documents.ingestion_progress import ingestion_error, progress_listener
 from documents.models import Document, Project
 from documents.services import document_update, document_upload, project_create
 from documents.tasks import ingest_document
