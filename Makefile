@@ -44,11 +44,10 @@ loadtest: install
 worker: install
 	$(VENV)/bin/celery -A config worker -B -l INFO
 
-# Mutation testing of the modules where a wrong line leaks data or money ([tool.mutmut] in pyproject.toml).
-# Not in CI: CPU-heavy (one pool process; MUTMUT_CHILDREN to change). Score per module at the end.
+# Mutation testing of the modules where a wrong line leaks data or money ([tool.mutmut] in pyproject.toml,
+# scripts/mutation_report.py, docs/mutation.md). Not in CI: slow (one mutant at a time). Score per module at the end.
 mutation: install
-	cd $(CURDIR) && $(VENV)/bin/mutmut run --max-children $${MUTMUT_CHILDREN:-1} || true
-	$(PY) scripts/mutation_report.py --list
+	$(PY) scripts/mutation_report.py --run --fresh --list
 
 migrate: install
 	$(PY) manage.py migrate

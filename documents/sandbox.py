@@ -84,14 +84,28 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
+def _capped(which: int, soft: int, hard: int) -> tuple[int, int]:
+    """``(soft, hard)`` lowered to this process's own hard limit, which the child inherits and cannot raise.
+
+    A worker may already run under one (``ulimit -t``, systemd's ``LimitCPU=``, mutmut's per-mutant
+    CPU limit): asking the child for more would fail every document in ``setrlimit``.
+    """
+    ceiling = resource.getrlimit(which)[1]
+    if ceiling == resource.RLIM_INFINITY:
+        return soft, hard
+    return min(soft, ceiling), min(hard, ceiling)
+
+
 def _preexec(limits: Limits, parent_pid: int) -> Callable[[], None]:
     memory = limits.memory_mb * 1024 * 1024
     cpu = max(1, int(limits.cpu_seconds))
+    memory_limits = _capped(resource.RLIMIT_AS, memory, memory)
+    cpu_limits = _capped(resource.RLIMIT_CPU, cpu, cpu + 5)
     prctl = _prctl()
 
     def apply() -> None:  # runs in the forked child before exec: keep it to system calls
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_AS, memory_limits)
+        resource.setrlimit(resource.RLIMIT_CPU, cpu_limits)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

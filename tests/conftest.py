@@ -100,6 +100,14 @@ def anon_api(tenant: Tenant) -> APIClient:
     return make_client(None, tenant)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Forget the HNSW indexes this process made in an earlier session: mutmut (``make mutation``) runs
+    pytest again and again in one process, and the next session's test database may not have them."""
+    from documents.vectors import forget_known_indexes
+
+    forget_known_indexes()
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Service markers (``redis``, ``chromium``, ``docker_compose``): skip with a reason, or fail under CI."""
     check_markers(item)

@@ -321,3 +321,45 @@ def test_the_answer_does_not_wait_for_the_mail_server(anon_api, closed_tenant, u
         SlowEmailBackend.RELEASE.set()
     wait_for_background_mail()
     assert [m.to for m in mail.outbox] == [[user.email]]
+
+
+def test_a_code_past_its_expiry_fails_even_while_the_cache_still_holds_it(tenant, user, monkeypatch):
+    """The code's own deadline counts, not only the cache's (Redis may keep a key a little longer):
+    up to the deadline the right code works; from it on it fails and is thrown away."""
+    import types
+
+    from accounts import codes
+
+    def consume_at(moment: float, code: str) -> bool:
+        monkeypatch.setattr(codes, "time", types.SimpleNamespace(time=lambda: moment))
+        try:
+            return code_consume(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN, code=code)
+        finally:
+            monkeypatch.undo()
+
+    key = _cache_key(_subject(tenant, user.email, CodePurpose.SIGN_IN))
+    code = code_issue(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN)
+    deadline = cache.get(key)["expires_at"]
+    assert consume_at(deadline - 0.5, code)  # half a second left: still good
+    code = code_issue(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN)
+    deadline = cache.get(key)["expires_at"]
+    assert not consume_at(deadline, code)
+    assert cache.get(key) is None  # discarded: the right code fails from now on, whatever the clock
+    assert not code_consume(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN, code=code)
+
+
+def test_the_attempt_count_lasts_as_long_as_the_code(tenant, user):
+    """Were the count of wrong guesses to expire before the code, guessing could start over."""
+    from django.db import connection
+
+    code = code_issue(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN)
+    key = _cache_key(_subject(tenant, user.email, CodePurpose.SIGN_IN))
+    entry = cache.get(key)
+    assert not code_consume(tenant=tenant, email=user.email, purpose=CodePurpose.SIGN_IN, code=wrong(code))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT expires FROM documind_cache WHERE cache_key = %s",
+            [cache.make_and_validate_key(f"{key}:attempts:{entry['nonce']}")],
+        )
+        (expires,) = cursor.fetchone()
+    assert expires.timestamp() >= entry["expires_at"] - 1  # the database cache keeps whole seconds

@@ -124,3 +124,29 @@ def test_a_child_dies_with_its_parent(tmp_path: pytest.TempPathFactory) -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_worker_under_a_lower_cpu_hard_limit_still_starts_children() -> None:
+    """A hard RLIMIT_CPU below the child's (``ulimit -t``, systemd, mutmut) caps it instead of failing."""
+    script = textwrap.dedent(
+        """
+        import resource
+        from documents.sandbox import Child, Limits
+        resource.setrlimit(resource.RLIMIT_CPU, (100, 100))
+        child = Child("selftest", {}, Limits(256, 300, 5, 20))
+        messages = []
+        while not child.finished:
+            messages += child.receive(0.2)
+        child.close()
+        print(",".join(m["t"] for m in messages), child.stats.returncode)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path.cwd(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
+    assert done.stdout.strip() == "open,done 0", done.stderr[-2000:]

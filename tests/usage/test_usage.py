@@ -208,3 +208,118 @@ def test_usage_endpoint_auth_and_tenancy(
         "total_tokens": 0,
         "requests": 0,
     }
+
+
+@pytest.mark.django_db
+def test_a_record_keeps_no_anonymous_user_and_no_negative_counts(tenant: Any) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from tenants.usage import usage_record
+
+    row = usage_record(
+        tenant=tenant, user=AnonymousUser(), kind="chat", model="m", prompt_tokens=-5, completion_tokens=-1
+    )
+    row.refresh_from_db()
+    assert row.user_id is None
+    assert (row.prompt_tokens, row.completion_tokens, row.embedding_tokens) == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_reconcile_stores_the_real_counts_and_model(tenant: Any, user: Any) -> None:
+    reservation = usage_reserve(tenant=tenant, user=user, model="estimate", prompt_tokens=300, completion_tokens=500)
+    usage_reconcile(record=reservation, prompt_tokens=0, completion_tokens=-3, model="gpt-4o-mini-2024")
+    stored = UsageRecord.objects.get(pk=reservation.pk)
+    assert (stored.prompt_tokens, stored.completion_tokens, stored.model) == (0, 0, "gpt-4o-mini-2024")
+    usage_reconcile(record=stored, prompt_tokens=7, completion_tokens=9)  # no model: the stored one stays
+    stored = UsageRecord.objects.get(pk=reservation.pk)
+    assert (stored.prompt_tokens, stored.completion_tokens, stored.model) == (7, 9, "gpt-4o-mini-2024")
+
+
+@pytest.mark.django_db
+def test_usage_by_user_lists_the_last_seven_days_up_to_now(tenant: Any, user: Any, admin_user: Any) -> None:
+    record(tenant, admin_user, ago=timedelta(days=10), prompt=40)  # older than both windows: not listed
+    record(tenant, user, ago=timedelta(hours=30), prompt=10)
+    record(tenant, None, ago=timedelta(hours=2), embedding=3)
+    rows = usage_by_user(tenant=tenant)
+    assert [(row["user_id"], row["email"]) for row in rows] == [(str(user.pk), user.email), (None, None)]
+    assert rows[0]["last_7d"]["prompt_tokens"] == 10 and rows[0]["last_24h"]["requests"] == 0
+    # as seen a day and a half ago, the later rows had not happened yet
+    earlier = usage_by_user(tenant=tenant, now=timezone.now() - timedelta(hours=36))
+    assert [row["email"] for row in earlier] == []
+    assert usage_summary(tenant=tenant, now=timezone.now() - timedelta(hours=36))["last_7d"]["requests"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quota_reached_is_announced_once_per_quota_and_day(tenant: Any, user: Any, admin_user: Any) -> None:
+    """A refusal queues one ``usage.quota_reached`` webhook per quota and day, although the refused
+    reservation's transaction rolls back: the user quota's names the user, the tenant quota's nobody."""
+    from integrations.models import WebhookDelivery, WebhookEndpoint
+
+    WebhookEndpoint.objects.create(
+        tenant=tenant, url="https://hooks.example.test/usage", events=["usage.quota_reached"], secret="s"
+    )
+    tenant.settings = {"daily_token_quota": 1000, "user_daily_token_quota": 100}
+    tenant.save()
+    for _ in range(2):
+        with pytest.raises(QuotaExceeded):
+            usage_reserve(tenant=tenant, user=user, model="m", prompt_tokens=60, completion_tokens=60)
+    (delivery,) = WebhookDelivery.objects.filter(tenant=tenant)
+    assert delivery.event_type == "usage.quota_reached" and delivery.payload["type"] == "usage.quota_reached"
+    data = delivery.payload["data"]
+    assert (data["scope"], data["user_id"], data["limit"], data["used"]) == ("user", str(user.pk), 100, 0)
+
+    record(tenant, admin_user, ago=timedelta(0), prompt=950)
+    for _ in range(2):
+        with pytest.raises(QuotaExceeded):
+            quota_check(tenant=tenant, user=admin_user, needed=90)
+    tenant_deliveries = [d.payload["data"] for d in WebhookDelivery.objects.filter(tenant=tenant)]
+    assert sorted((d["scope"], d["user_id"]) for d in tenant_deliveries) == [("tenant", None), ("user", str(user.pk))]
+    # the admin is over their own quota too: that is another quota, announced with their id
+    with pytest.raises(QuotaExceeded) as refused:
+        quota_check(tenant=tenant, user=admin_user, needed=5)
+    assert refused.value.details["scope"] == "user"
+    announced = sorted(
+        (d.payload["data"]["scope"], d.payload["data"]["user_id"]) for d in WebhookDelivery.objects.all()
+    )
+    assert announced == sorted([("tenant", None), ("user", str(user.pk)), ("user", str(admin_user.pk))])
+
+
+def test_a_refusal_names_whose_quota_and_waits_until_the_reset() -> None:
+    """The message says whose quota ran out; Retry-After is the seconds to the reset, rounded up."""
+    from health.metrics import QUOTA_REFUSALS
+    from tenants.usage import Quota, _raise_if_over
+
+    now = datetime(2026, 3, 5, 23, 58, 19, 500_000, tzinfo=UTC)
+    reset = datetime(2026, 3, 6, tzinfo=UTC)  # 100.5 s later
+    refused_before = QUOTA_REFUSALS.labels(scope="user")._value.get()
+    _raise_if_over([Quota("tenant", 0, 10**9, reset), Quota("user", 100, 99, reset)], 1, now)  # fits: no error
+    with pytest.raises(QuotaExceeded) as user_refusal:
+        _raise_if_over([Quota("tenant", 1000, 0, reset), Quota("user", 100, 99, reset)], 2, now)
+    assert user_refusal.value.headers["Retry-After"] == "101"
+    assert user_refusal.value.details["retry_after"] == 101 and user_refusal.value.details["needed"] == 2
+    assert user_refusal.value.message == (
+        "This needs about 2 tokens and your daily quota has 1 of 100 left; it resets at 00:00 UTC."
+    )
+    assert QUOTA_REFUSALS.labels(scope="user")._value.get() == refused_before + 1
+    with pytest.raises(QuotaExceeded) as tenant_refusal:
+        _raise_if_over([Quota("tenant", 1000, 999, reset)], 5, now)
+    assert tenant_refusal.value.message.startswith("This needs about 5 tokens and your organisation's daily quota")
+    assert tenant_refusal.value.details["scope"] == "tenant"
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction the announcement is made on this connection
+def test_the_once_a_day_marker_outlives_the_quota_day(tenant: Any, user: Any) -> None:
+    """A refusal just after midnight must not be announced again before the next midnight."""
+    from integrations.models import WebhookDelivery, WebhookEndpoint
+    from tenants.usage import Quota, _announce_quota_reached
+
+    WebhookEndpoint.objects.create(
+        tenant=tenant, url="https://hooks.example.test/usage", events=["usage.quota_reached"], secret="s"
+    )
+    resets_at = timezone.now() + timedelta(days=1)  # as if refused at 00:00 UTC
+    _announce_quota_reached(tenant, user, Quota("user", 10, 10, resets_at))
+    assert WebhookDelivery.objects.filter(tenant=tenant).count() == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT expires FROM documind_cache WHERE cache_key LIKE %s", ["%webhook:quota_reached:%"])
+        (expires,) = cursor.fetchone()
+    assert expires >= resets_at - timedelta(seconds=1)  # the database cache keeps whole seconds
