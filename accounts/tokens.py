@@ -19,6 +19,7 @@ on every request and every socket frame. So:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -29,7 +30,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenBackendError
@@ -40,6 +41,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import RevokedTokenFamily, User
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -174,20 +176,59 @@ def access_session_problem(*, user_id: Any, token_version: int, family: str) -> 
 
 def access_session_user(*, user_id: Any, token_version: int, family: str) -> tuple[User | None, str | None]:
     """:func:`access_session_problem` and, while the session is honoured, the user with their tenant,
-    fresh from the same query (a socket's question needs both)."""
-    user = (
-        User.objects.filter(pk=user_id)
-        .select_related("tenant")
-        .annotate(family_revoked=Exists(RevokedTokenFamily.objects.filter(pk=family, user=OuterRef("pk"))))
-        .first()
-    )
-    if user is None or not user.is_active:
-        return None, "user_inactive"
-    if user.token_version != token_version or user.family_revoked:  # type: ignore[attr-defined]
+    fresh from the same query (a socket's question needs both).
+
+    Written in SQL: sockets run it before every frame, and compiling the same query with the ORM
+    (``select_related`` and an ``Exists``) cost about 1.5 ms of CPU, fifteen times the query's own."""
+    try:
+        family_id = uuid.UUID(str(family))
+    except ValueError:
         return None, "token_revoked"
-    if user.tenant is None or not user.tenant.is_active:
+    sql, user_fields, tenant_fields = _session_user_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [family_id, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None, "user_inactive"
+    user = _instance(User, user_fields, row[: len(user_fields)])
+    tenant_row = row[len(user_fields) : -1]
+    tenant = _instance(Tenant, tenant_fields, tenant_row) if tenant_row[0] is not None else None
+    user.tenant = tenant  # type: ignore[assignment]
+    if not user.is_active:
+        return None, "user_inactive"
+    if user.token_version != token_version or row[-1]:
+        return None, "token_revoked"
+    if tenant is None or not tenant.is_active:
         return None, "tenant_inactive"
     return user, None
+
+
+def _instance(model: Any, fields: list[Any], values: tuple[Any, ...]) -> Any:
+    """A ``model`` instance from a row of ``fields``' columns, converted as a queryset would (JSON...)."""
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in connection.ops.get_db_converters(field) + field.get_db_converters(connection):
+            value = converter(value, field, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+@functools.cache
+def _session_user_sql() -> tuple[str, list[Any], list[Any]]:
+    """The statement of :func:`access_session_user` (the user's and the tenant's columns, whether the
+    family is revoked) and the fields of each model's part of a row."""
+    users, tenants, families = User._meta, Tenant._meta, RevokedTokenFamily._meta
+    user_fields, tenant_fields = list(users.concrete_fields), list(tenants.concrete_fields)
+    columns = [f'u."{f.column}"' for f in user_fields] + [f't."{f.column}"' for f in tenant_fields]
+    sql = (
+        f"SELECT {', '.join(columns)},"
+        f' EXISTS (SELECT 1 FROM "{families.db_table}" f WHERE f."{families.pk.column}" = %s'
+        f' AND f."{families.get_field("user").column}" = u."{users.pk.column}")'
+        f' FROM "{users.db_table}" u LEFT JOIN "{tenants.db_table}" t'
+        f' ON t."{tenants.pk.column}" = u."{users.get_field("tenant").column}"'
+        f' WHERE u."{users.pk.column}" = %s'
+    )
+    return sql, user_fields, tenant_fields
 
 
 def refresh_session_user(raw: str) -> User:

@@ -74,7 +74,9 @@ _savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ProgressSaver] = w
 
 def progress_saver() -> ProgressSaver:
     """The saver of the running event loop."""
-    return _savers.setdefault(asyncio.get_running_loop(), ProgressSaver())
+    loop = asyncio.get_running_loop()
+    found = _savers.get(loop)  # called for every streamed token: no new saver unless needed
+    return found if found is not None else _savers.setdefault(loop, ProgressSaver())
 
 
 def save_final(*, turn: Turn, end: events.ChatEndEvent) -> None:

@@ -155,13 +155,14 @@ def chat_session_delete(*, session: ChatSession) -> None:
     session.delete()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def chat_turn_create(
     *, tenant: Tenant, user: Any, session: ChatSession | None, question: str, model: str, filters: Filters
 ) -> tuple[ChatSession, Message, Message]:
     """Save a question and the (empty, ``streaming``) answer; create the session first when needed.
 
-    A new session takes its title from the question and its filter from the turn.
+    A new session takes its title from the question and its filter from the turn. Inside a caller's
+    transaction it takes no savepoint (two round trips per question): a failure here fails the caller's.
     """
     if session is None:
         session = ChatSession.objects.create(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -107,20 +107,30 @@ def user_quota_limit(tenant: Tenant, user: Any | None = None) -> int:
     return tenant_effective_settings(tenant=tenant)["user_daily_token_quota"]
 
 
-_TOTAL = F("prompt_tokens") + F("completion_tokens") + F("embedding_tokens")
+def _used_between(tenant: Tenant, user: Any | None, start: datetime, end: datetime) -> tuple[int, int]:
+    """Tokens the tenant and ``user`` used in [start, end), in one statement.
+
+    Written in SQL: every question reserves under the tenant's lock, and compiling the same query
+    with the ORM (a filtered sum of three columns) cost more CPU than the rest of the reservation."""
+    table = UsageRecord._meta.db_table
+    total = "prompt_tokens + completion_tokens + embedding_tokens"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COALESCE(SUM({total}), 0), COALESCE(SUM({total}) FILTER (WHERE user_id = %s), 0)"
+            f" FROM {table} WHERE tenant_id = %s AND created_at >= %s AND created_at < %s",
+            [getattr(user, "pk", None), tenant.pk, start, end],
+        )
+        tenant_used, user_used = cursor.fetchone()
+    return int(tenant_used), int(user_used)
 
 
 def quota_status(*, tenant: Tenant, user: Any | None, now: datetime | None = None) -> list[Quota]:
     """Today's tenant quota and, when ``user`` is given, the user's: limits, used and reset time (one query)."""
     start, end = day_window(now)
-    today = UsageRecord.objects.for_tenant(tenant).filter(created_at__gte=start, created_at__lt=end)
-    aggregates: dict[str, Any] = {"tenant": Coalesce(Sum(_TOTAL), 0)}
+    tenant_used, user_used = _used_between(tenant, user, start, end)
+    quotas = [Quota("tenant", tenant_quota_limit(tenant), tenant_used, end)]
     if user is not None:
-        aggregates["user"] = Coalesce(Sum(_TOTAL, filter=Q(user=user)), 0)
-    used = today.aggregate(**aggregates)
-    quotas = [Quota("tenant", tenant_quota_limit(tenant), int(used["tenant"]), end)]
-    if user is not None:
-        quotas.append(Quota("user", user_quota_limit(tenant, user), int(used["user"]), end))
+        quotas.append(Quota("user", user_quota_limit(tenant, user), user_used, end))
     return quotas
 
 
