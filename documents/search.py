@@ -1,9 +1,10 @@
 """Search over a tenant's ready chunks: semantic (pgvector), keyword (full text) and hybrid (RRF).
 
-:func:`search_chunks` is the one entry point (the API and the chat's retrieval both call it). After
-the query is embedded, a search is **one round trip**: keyword, plan and semantic statements go as
-one multi-statement string (:func:`run_batch`: simple query protocol, values bound client-side, so
-never a server-prepared plan made under other settings), run in order in one implicit transaction.
+:func:`search_chunks` is the one entry point (the API and the chat's retrieval both call it). A
+search is **two round trips** at most, each one multi-statement string (:func:`run_batch`: simple query
+protocol, values bound client-side, so never a server-prepared plan made under other settings), run in
+order in one implicit transaction: the keyword and plan statements, then (after embedding the query with
+the embedder the stored settings name) the semantic statement of the plan chosen; a keyword search is one.
 
 Semantic
     Cosine distance between the query's vector and the tenant's active embedder's vectors
@@ -25,13 +26,12 @@ Semantic
       not trade the index for a scan of the tenant's rows plus a sort (what it picks otherwise, at
       ten times the latency). The few rows come back in relaxed order and are re-sorted here.
 
-    The plan statement decides on the server, records the choice in ``documind.search_exact`` and,
-    for the approximate plan, sets those planner settings (``set_config(..., true)``). The semantic
-    statement holds both plans, each behind a test of that setting which PostgreSQL evaluates once
-    (a "one-time filter"): the other branch never runs. In a simple-protocol string each statement
-    is planned when its turn comes, so the settings are in force when the semantic one is planned.
-    They end with the batch's implicit transaction; inside a caller's transaction the batch runs in
-    a savepoint that it rolls back to (undoing ``set_config``): nothing leaks either way.
+    The plan statement decides on the server; the second round trip holds only the chosen plan's
+    statement, after ``set_config(..., true)`` of the approximate plan's settings, which end with its
+    implicit transaction (inside a caller's transaction the batch runs in a savepoint that it rolls
+    back to). One statement holding both plans behind a one-time filter would save a round trip but
+    cost more: PostgreSQL plans both, and a parallel exact plan starts its workers even when its
+    filter is false (measured on 100k chunks: about 15 ms at the median, where a round trip is < 1 ms).
 
 Keyword
     PostgreSQL full text with the ``simple`` configuration (no stemming, no stop words: any
@@ -48,10 +48,8 @@ Hybrid (default)
     1.5, 0.87 at 2.0). No cross-encoder re-ranker installs from PyPI with its weights (they
     are downloaded from a model hub at run time), so there is no re-ranking stage.
 
-The query is embedded by the embedder the caller's copy of the tenant names; the plan statement
-returns the stored settings, and should they name another (a chat socket's copy after a switch),
-the search runs again with that one.
-Only ``ready`` documents of the tenant are searched; a deleted document's chunks are gone with it.
+The query is embedded by the embedder the stored settings name (the plan statement reads them; a
+chat socket's copy of the tenant may predate a switch). Only ``ready`` documents of the tenant are searched; a deleted document's chunks are gone with it.
 """
 
 from __future__ import annotations
@@ -79,7 +77,6 @@ MAX_TOP_K = 50
 RRF_K = 60
 MAX_QUERY_LEXEMES = 64
 HNSW_MAX_SCAN_TUPLES = 20_000  # pgvector's default hnsw.max_scan_tuples, the iterative scan's budget
-PLAN_SETTING = "documind.search_exact"  # the plan statement's choice, read by the semantic statement
 SAVEPOINT = "documind_search"
 
 CHUNK_TABLE = Chunk._meta.db_table
@@ -174,45 +171,46 @@ def exact_plan_sql(depth: int) -> Statement:
 
 
 def plan_statement(*, tenant: Tenant, depth: int, where: str, params: Sequence[Any]) -> Statement:
-    """Candidates, table size, the tenant's stored settings and the plan; for the approximate plan it sets
-    the planner settings of the semantic statement (``set_config(..., true)``, see the module docstring)."""
+    """Candidates, table size, the tenant's stored settings and the plan (:func:`exact_plan_sql`)."""
     rule, rule_params = exact_plan_sql(depth)
-    ef_search = str(max(settings.SEARCH_EF_SEARCH, depth))
     sql = f"""
-        SELECT n.candidates, n.table_rows, n.tenant_settings, p.exact,
-               set_config('{PLAN_SETTING}', p.exact::text, true),
-               CASE WHEN NOT p.exact THEN set_config('hnsw.iterative_scan', 'relaxed_order', true)
-                    || set_config('hnsw.ef_search', %s, true) || set_config('enable_sort', 'off', true) END
+        SELECT n.candidates, n.table_rows, n.tenant_settings, {rule} AS exact
         FROM (SELECT COALESCE(SUM(d.chunk_count), 0)::float8 AS candidates,
                      (SELECT reltuples FROM pg_class WHERE oid = '{CHUNK_TABLE}'::regclass)::float8 AS table_rows,
                      (SELECT settings FROM {TENANT_TABLE} WHERE id = %s) AS tenant_settings
-              FROM {DOCUMENT_TABLE} d WHERE {where}) n
-        CROSS JOIN LATERAL (SELECT {rule} AS exact) p"""
-    return sql, [ef_search, tenant.pk, *params, *rule_params]
+              FROM {DOCUMENT_TABLE} d WHERE {where}) n"""
+    return sql, [*rule_params, tenant.pk, *params]
+
+
+def hnsw_settings_statement(depth: int) -> Statement:
+    """The approximate plan's planner settings, for the rest of the round trip's transaction."""
+    sql = (
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true), "
+        "set_config('enable_sort', 'off', true)"
+    )
+    return sql, [str(max(settings.SEARCH_EF_SEARCH, depth))]
 
 
 def semantic_statement(
-    *, tenant: Tenant, embedded: Embedded, limit: int, where: str, params: Sequence[Any]
+    *, tenant: Tenant, embedded: Embedded, limit: int, where: str, params: Sequence[Any], exact: bool
 ) -> Statement:
-    """The ``limit`` nearest chunks by cosine distance, by the plan the plan statement chose (both are
-    here, each behind a one-time filter on ``documind.search_exact``; see the module docstring)."""
+    """The ``limit`` nearest chunks by cosine distance, in the plan chosen (see the module docstring)."""
     vector, model, dimensions = embedded
-    distance = distance_sql("e", dimensions, operand="(SELECT v FROM query_vector)")
-    columns = HIT_COLUMNS.format(score=f"{distance} AS distance")
-    joins = f"""FROM {EMBEDDING_TABLE} e JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
-             JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
-             WHERE {embedder_predicate("e", model, dimensions)} AND {where}"""
-    chosen = f"current_setting('{PLAN_SETTING}', true)"
+    distance = distance_sql("e", dimensions)
     # The tenant is checked on the vector row too (defence in depth), but in the exact plan in a form
     # no index matches; the document join already narrows to the tenant there.
+    tenant_check, order = (
+        ("(e.tenant_id = %s) IS TRUE", f"({distance}) + 0") if exact else ("e.tenant_id = %s", distance)
+    )
     sql = f"""
-        WITH query_vector AS (SELECT %s::halfvec({int(dimensions)}) AS v)
-        (SELECT {columns} {joins} AND (e.tenant_id = %s) IS TRUE AND {chosen} = 'true'
-         ORDER BY ({distance}) + 0 LIMIT %s)
-        UNION ALL
-        (SELECT {columns} {joins} AND e.tenant_id = %s AND {chosen} = 'false'
-         ORDER BY distance LIMIT %s)"""
-    return sql, [vector_literal(vector), *params, tenant.pk, limit, *params, tenant.pk, limit]
+        SELECT {HIT_COLUMNS.format(score=f"{distance} AS distance")}
+        FROM {EMBEDDING_TABLE} e JOIN {CHUNK_TABLE} c ON c.id = e.chunk_id
+        JOIN {DOCUMENT_TABLE} d ON d.id = c.document_id
+        WHERE {embedder_predicate("e", model, dimensions)} AND {tenant_check} AND {where}
+        ORDER BY {order}
+        LIMIT %s"""
+    literal = vector_literal(vector)
+    return sql, [literal, tenant.pk, *params, literal, limit]
 
 
 def keyword_statement(*, tenant: Tenant, query: str, limit: int, where: str, params: Sequence[Any]) -> Statement:
@@ -299,17 +297,26 @@ def plan_search(
 
 
 def search_statements(
-    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: Sequence[Any], embedded: Embedded | None
+    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: Sequence[Any]
 ) -> list[Statement]:
-    """The statements of one search, in order: keyword (unless semantic only), then plan and semantic when
-    the query has a vector."""
+    """The first round trip of a search, in order: keyword (unless semantic only), then plan (unless keyword
+    only; it also returns the stored settings, which name the embedder)."""
     statements = []
     if mode != "semantic":
         statements.append(keyword_statement(tenant=tenant, query=query, limit=depth, where=where, params=params))
-    if embedded is not None:
+    if mode != "keyword":
         statements.append(plan_statement(tenant=tenant, depth=depth, where=where, params=params))
-        statements.append(semantic_statement(tenant=tenant, embedded=embedded, limit=depth, where=where, params=params))
     return statements
+
+
+def semantic_statements(
+    *, tenant: Tenant, embedded: Embedded, depth: int, where: str, params: Sequence[Any], exact: bool
+) -> list[Statement]:
+    """The second round trip: the semantic statement in the plan chosen, after the approximate plan's settings."""
+    semantic = semantic_statement(
+        tenant=tenant, embedded=embedded, limit=depth, where=where, params=params, exact=exact
+    )
+    return [semantic] if exact else [hnsw_settings_statement(depth), semantic]
 
 
 def embed_query(embedder: Embedder, query: str, *, tenant: Tenant, user: Any) -> Embedded | None:
@@ -325,21 +332,29 @@ def embed_query(embedder: Embedder, query: str, *, tenant: Tenant, user: Any) ->
 
 
 def _retrieve(
-    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: list[Any], embedder: Embedder, user: Any
-) -> tuple[dict[str, list[_Row]], str, dict[str, Any] | None]:
-    """Embed, then one round trip: each retriever's rows, the plan (for the metrics) and the tenant's
-    settings as stored (None when there was no semantic part)."""
-    embedded = None if mode == "keyword" else embed_query(embedder, query, tenant=tenant, user=user)
-    statements = search_statements(
-        tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params, embedded=embedded
+    *, tenant: Tenant, query: str, mode: str, depth: int, where: str, params: list[Any], embedder: Embedder | None,
+    user: Any,
+) -> tuple[dict[str, list[_Row]], str]:  # fmt: skip
+    """At most two round trips: keyword rows and the plan, then (after embedding the query with the embedder
+    the stored settings name) the semantic rows. Each retriever's rows and the plan (for the metrics)."""
+    results = run_batch(
+        search_statements(tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params)
     )
-    results = run_batch(statements) if statements else []
-    keyword = {"keyword": _rows(results.pop(0), distance=False)} if mode != "semantic" else {}
+    ranked = {"keyword": _rows(results.pop(0), distance=False)} if mode != "semantic" else {}
+    if mode == "keyword":
+        return ranked, "keyword"
+    [(candidates, _, stored, exact)] = results.pop(0)
+    embedder = embedder or get_embedder(tenant_embedder_name(Tenant(pk=tenant.pk, settings=_json(stored) or {})))
+    embedded = embed_query(embedder, query, tenant=tenant, user=user)
     if embedded is None:  # "none": a semantic query with no vector (punctuation)
-        return keyword, "keyword" if mode != "semantic" else "none", None
-    [(candidates, _, stored, exact, *_)], semantic = results
-    plan = "empty" if not candidates else "exact" if exact else "hnsw"
-    return {"semantic": _rows(semantic, distance=True), **keyword}, plan, _json(stored) or {}
+        return ranked, "keyword" if mode != "semantic" else "none"
+    if not candidates:
+        return {"semantic": [], **ranked}, "empty"
+    statements = semantic_statements(
+        tenant=tenant, embedded=embedded, depth=depth, where=where, params=params, exact=exact
+    )
+    semantic = run_batch(statements)[-1]
+    return {"semantic": _rows(semantic, distance=True), **ranked}, "exact" if exact else "hnsw"
 
 
 def search_chunks(
@@ -366,18 +381,9 @@ def search_chunks(
     started = time.perf_counter()
     where, params = search_filters(tenant, project_id, document_ids)
     depth = top_k if mode != "hybrid" else max(2 * top_k, 20)
-    current = tenant
-    for _attempt in range(2):  # again only when the stored settings name another embedder than the copy's
-        name = tenant_embedder_name(current)
-        ranked, plan, stored = _retrieve(
-            tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params,
-            embedder=embedder or get_embedder(name), user=user,
-        )  # fmt: skip
-        if embedder is not None or stored is None:
-            break
-        current = Tenant(pk=tenant.pk, settings=stored)
-        if tenant_embedder_name(current) == name:
-            break
+    ranked, plan = _retrieve(
+        tenant=tenant, query=query, mode=mode, depth=depth, where=where, params=params, embedder=embedder, user=user
+    )
     if mode == "hybrid":
         hits = fuse(ranked, top_k)
     else:
