@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: percentiles, a free port, the database and a daphne to measure.
+"""Helpers shared by the benchmarks: percentiles, a free port, the database and a server (daphne or uvicorn) to measure.
 
 Not a benchmark itself (``run_all`` skips ``_``-prefixed modules). The scripts import it as
 ``benchmarks._common`` once the project folder is on ``sys.path`` (daphne imports them as
@@ -17,9 +17,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+Server = Literal["daphne", "uvicorn"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -99,30 +102,43 @@ def _accepts_connections(port: int) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def daphne(
-    application: str, env: dict[str, str], *, ready: Callable[[int], bool] = _accepts_connections, timeout: float = 120
-) -> Iterator[int]:
-    """Serve ``application`` (``module:attribute``) with daphne on a free local port until the block ends.
+def _server_command(server: Server, application: str, port: int) -> list[str]:
+    if server == "daphne":
+        return [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", application]
+    # uvicorn is not a dependency (api.py says how to make it importable); httptools is used if present.
+    return [sys.executable, "-m", "uvicorn", application, "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log", "--lifespan", "off"]  # fmt: skip
 
-    Yields the port once ``ready(port)`` holds (by default: it accepts connections); stops daphne
+
+@contextlib.contextmanager
+def serve(
+    application: str,
+    env: dict[str, str],
+    *,
+    server: Server = "daphne",
+    ready: Callable[[int], bool] = _accepts_connections,
+    timeout: float = 120,
+) -> Iterator[int]:
+    """Serve ``application`` (``module:attribute``) with ``server`` on a free local port until the block ends.
+
+    Yields the port once ``ready(port)`` holds (by default: it accepts connections); stops the server
     with SIGTERM, then kills its process group if it has not exited within 20 s.
     """
     port = free_port()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", application],
+        _server_command(server, application, port),
         cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError("daphne exited")
+                raise RuntimeError(f"{server} exited")
             with contextlib.suppress(Exception):
                 if ready(port):
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError("daphne did not start (or the port was taken)")
+                raise TimeoutError(f"{server} did not start (or the port was taken)")
             time.sleep(0.2)
         yield port
     finally:

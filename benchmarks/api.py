@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +34,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-from benchmarks._common import (  # noqa: E402
-    _accepts_connections,
-    daphne,
-    embedded_database,
-    free_port,
-    percentile,
-    server_env,
-)
+from benchmarks._common import embedded_database, percentile, serve, server_env  # noqa: E402
 
 BARE_PATH = "/bare/live"
 DJANGO_PATH = "/api/v1/health/live"
@@ -158,30 +147,6 @@ def seed(env: dict[str, str]) -> dict[str, str]:
     return {"X-Tenant-ID": tenant.slug, "Authorization": f"Bearer {tokens_for_user(user)['access']}"}
 
 
-@contextlib.contextmanager
-def uvicorn(application: str, env: dict[str, str]) -> Iterator[int]:
-    """Serve ``application`` with uvicorn (httptools if present) on a free local port until the block ends."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", application, "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log", "--lifespan", "off"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not _accepts_connections(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.2)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def live_pair(port: int, requests: int, connections: int) -> tuple[dict[str, float], dict[str, float]]:
     """Warm up, then measure the bare app and DocuMind's live endpoint on one server."""
     warmup = max(200, connections * 20)
@@ -224,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with embedded_database(env, "documind_bench_api"):
         headers = seed(env)
-        with daphne("benchmarks.api:application", env) as port:
+        with serve("benchmarks.api:application", env) as port:
             bare, django = live_pair(port, args.requests, args.connections)
             shared = listing(port, args.list_requests, headers)
-        with daphne("benchmarks.api:application", {**env, "RATELIMIT_API_COUNTER": "process"}) as port:
+        with serve("benchmarks.api:application", {**env, "RATELIMIT_API_COUNTER": "process"}) as port:
             in_process = listing(port, args.list_requests, headers)
         under_uvicorn = None
         if importlib.util.find_spec("uvicorn") is not None:
-            with uvicorn("benchmarks.api:application", env) as port:
+            with serve("benchmarks.api:application", env, server="uvicorn") as port:
                 under_uvicorn = live_pair(port, args.requests, args.connections)
 
     print(

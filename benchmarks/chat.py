@@ -44,7 +44,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-from benchmarks._common import daphne, embedded_database, percentile, server_env  # noqa: E402
+from benchmarks._common import embedded_database, percentile, serve, server_env  # noqa: E402
 
 DB_NAME = "documind_bench_chat"
 LAG_PATH = "/bench/loop-lag"
@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
                     port, "/api/v1/health/live"
                 )
 
-            with daphne("benchmarks.chat:application", env, ready=answers_lag_probe) as port:
+            with serve("benchmarks.chat:application", env, ready=answers_lag_probe) as port:
                 origin = f"http://127.0.0.1:{port}"
                 ws_base = f"ws://127.0.0.1:{port}/ws/chat/"
 
