@@ -65,7 +65,8 @@ from django.conf import settings
 from django.db import connection
 
 from config.errors import ValidationFailed
-from documents.embeddings import Embedder, get_embedder, tenant_embedder_name, vector_literal
+from documents.embedding_base import Embedder
+from documents.embeddings import get_embedder, tenant_embedder_name, vector_literal
 from documents.models import TS_CONFIG, Chunk, ChunkEmbedding, Document
 from documents.vectors import distance_sql, embedder_predicate
 from health.metrics import record_search
