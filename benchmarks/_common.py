@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: percentiles, a free port, the database and a server (daphne or uvicorn) to measure.
+"""Helpers shared by the benchmarks: percentiles, a free port, polling, the database and a server (daphne or uvicorn) to measure.
 
 Not a benchmark itself (``run_all`` skips ``_``-prefixed modules). The scripts import it as
 ``benchmarks._common`` once the project folder is on ``sys.path`` (daphne imports them as
@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -55,9 +55,25 @@ def setup_django(var_dir: str, **env: str) -> None:
 
 
 def free_port() -> int:
+    """A free local TCP port (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; raise ``TimeoutError`` naming ``what``.
+
+    Shared by the benchmarks and the tests' process launchers (``tests/stack.py``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(interval)
 
 
 def server_env(**defaults: str) -> dict[str, str]:

@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,19 +31,8 @@ from typing import Any
 
 import httpx
 
-from tests.subprocesses import BASE_DIR, WorkerProcess, free_port, launch_celery_worker, stop_process_group
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; raise ``TimeoutError`` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(interval)
+from benchmarks._common import free_port, wait_until
+from tests.subprocesses import BASE_DIR, WorkerProcess, launch_celery_worker, stop_process_group
 
 
 def tail(path: Path, chars: int = 3000) -> str:

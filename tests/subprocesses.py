@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from django.conf import settings
+
+from benchmarks._common import free_port
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -217,13 +218,6 @@ def celery_worker_proc(db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A ready ``celery -A config worker -P solo`` on the session's database and broker."""
     with celery_worker(tmp_path) as worker:
         yield worker
-
-
-def free_port() -> int:
-    """A free local TCP port (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -26,15 +26,11 @@ import psutil
 import pytest
 from django.conf import settings
 
+from benchmarks._common import free_port
+
 pytestmark = pytest.mark.slow
 
 BASE_DIR = Path(settings.BASE_DIR)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, Any, dict[str, str]]:

@@ -14,15 +14,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from benchmarks._common import free_port
 from tests.subprocesses import stop_process_group
 
 BASE_DIR = Path(settings.BASE_DIR)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -9,7 +9,6 @@ need ``transactional_db``: the worker only sees committed rows.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from celery import Task as CeleryTask
 from django.conf import settings
 
+from benchmarks._common import wait_until
 from tasks.models import Task
 from tests.subprocesses import WorkerProcess, build_subprocess_env, launch_celery_worker, stop_process_group
 
@@ -142,12 +142,8 @@ def wait_for(
     interval: float = 0.1,
     message: str | Callable[[], str] = "condition",
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy (and return it), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {message() if callable(message) else message}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something truthy (and return it), or fail the test after ``timeout``."""
+    try:
+        return wait_until(predicate, timeout=timeout, interval=interval)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {message() if callable(message) else message}")
