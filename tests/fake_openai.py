@@ -181,6 +181,11 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def process_env(self) -> dict[str, str]:
+        """The environment that points a server or worker process at this fake: its URL, a key, no client retries
+        (a test that wants retries overrides ``OPENAI_MAX_RETRIES``)."""
+        return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": self.base_url, "OPENAI_MAX_RETRIES": "0"}
+
     def start(self) -> FakeOpenAI:
         if self._thread is None:
             self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)

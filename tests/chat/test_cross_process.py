@@ -19,21 +19,11 @@ from django.core.cache.backends.redis import RedisCache
 from websockets.sync.client import connect
 
 from accounts.authentication import tokens_for_user
-from tests.documents.pdfs import make_pdf
+from tests.documents.pdfs import MINUTES_PAGES, make_pdf
 from tests.fake_openai import FakeOpenAI
 from tests.subprocesses import build_subprocess_env, daphne_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
-
-FILLER = (
-    "The committee reviewed the minutes of the previous meeting and approved them without changes. "
-    "Members discussed the schedule for the coming quarter and agreed to meet again next month. "
-)
-PAGES = [
-    FILLER * 3,
-    FILLER * 2 + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. " + FILLER * 2,
-    FILLER * 3,
-]
 
 
 def redis_ping_sender(url: str) -> Callable[[str], Any]:
@@ -55,10 +45,8 @@ def test_upload_ingest_events_and_a_cited_streamed_answer(
 ) -> None:
     env = build_subprocess_env(
         REDIS_URL=require_redis,
+        **fake_openai.process_env(),
         CHAT_PROVIDER="openai",
-        OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=fake_openai.base_url,
-        OPENAI_MAX_RETRIES="0",
         EMBEDDING_PROVIDER="hashing",
         CHUNK_TOKENS="60",
         CHUNK_OVERLAP="6",
@@ -85,7 +73,7 @@ def test_upload_ingest_events_and_a_cited_streamed_answer(
                 f"{base}/api/v1/documents/",
                 headers=headers,
                 timeout=30,
-                files={"file": ("minutes.pdf", make_pdf(PAGES), "application/pdf")},
+                files={"file": ("minutes.pdf", make_pdf(MINUTES_PAGES), "application/pdf")},
                 data={"title": "Committee minutes"},
             )
             assert response.status_code == 202, response.text

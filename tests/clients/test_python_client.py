@@ -116,10 +116,8 @@ def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(
     make_ready_document(tenant=admin.tenant, owner=key_user, pages=PAGES)
     env = build_subprocess_env(
         EMBEDDING_PROVIDER="hashing",
+        **fake_openai.process_env(),
         CHAT_PROVIDER="openai",
-        OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=fake_openai.base_url,
-        OPENAI_MAX_RETRIES="0",
     )
     with daphne_server(env, tmp_path / "daphne.log") as base, DocuMind(base, api_key=raw) as script:
         session = script.create_session("stream")

@@ -82,10 +82,8 @@ def console_server(
     mail_dir.mkdir()
     with django_db_blocker.unblock():
         env = build_subprocess_env(
+            **fake_openai_server.process_env(),
             CHAT_PROVIDER="openai",
-            OPENAI_API_KEY="sk-test",
-            OPENAI_BASE_URL=fake_openai_server.base_url,
-            OPENAI_MAX_RETRIES="0",
             EMBEDDING_PROVIDER="hashing",
             CHUNK_TOKENS="60",
             CHUNK_OVERLAP="6",

@@ -19,20 +19,10 @@ from chat.models import Message
 from documents.models import Document
 from tests.accounts.conftest import PASSWORD
 from tests.console.conftest import MAX_UPLOAD_MB, Console, screenshot
-from tests.documents.pdfs import make_pdf
+from tests.documents.pdfs import MINUTES_PAGES, MINUTES_QUESTION, make_pdf
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
 
-FILLER = (
-    "The committee reviewed the minutes of the previous meeting and approved them without changes. "
-    "Members discussed the schedule for the coming quarter and agreed to meet again next month. "
-)
-PAGES = [
-    FILLER * 3,
-    FILLER * 2 + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. " + FILLER * 2,
-    FILLER * 3,
-]
-QUESTION = "What is the lighthouse keeper's cat called?"
 LONG_REPLY = "The cat is called Marmalade [1]. " + " ".join(f"word{i}" for i in range(80)) + " The end."
 
 
@@ -52,7 +42,7 @@ def upload_ready_document(console: Console, user: User, *, title: str = "Committ
     response = httpx.post(
         f"{console.base}/api/v1/documents/",
         headers={"Authorization": f"Bearer {access}", "X-Tenant-ID": user.tenant.slug},
-        files={"file": ("minutes.pdf", make_pdf(PAGES), "application/pdf")},
+        files={"file": ("minutes.pdf", make_pdf(MINUTES_PAGES), "application/pdf")},
         data={"title": title},
         timeout=30,
     )
@@ -71,7 +61,7 @@ def assistant(page: Any) -> Any:
     return page.locator("#log article.msg.assistant").last
 
 
-def ask(page: Any, question: str = QUESTION) -> None:
+def ask(page: Any, question: str = MINUTES_QUESTION) -> None:
     page.get_by_label("Question").fill(question)
     page.get_by_role("button", name="Send").click()
 
@@ -158,7 +148,7 @@ def test_upload_a_pdf_and_watch_it_turn_ready_live(console: Console, user: User)
     expect(page.get_by_label("Project", exact=True)).to_have_value(re.compile(".+"))
     list_calls = len([u for u in console.requests if re.search(r"/api/v1/documents/\?", u)])
 
-    pdf = make_pdf(PAGES)
+    pdf = make_pdf(MINUTES_PAGES)
     page.get_by_label("Upload PDF").set_input_files(
         [{"name": "minutes.pdf", "mimeType": "application/pdf", "buffer": pdf}]
     )

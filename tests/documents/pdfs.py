@@ -12,6 +12,21 @@ from PIL import Image
 PERSIAN_SENTENCE = "کتابخانه مرکزی دانشگاه تهران هر روز از ساعت هشت صبح باز است."
 PERSIAN_SECOND = "دانشجویان می‌توانند کتاب‌های فارسی و عربی را امانت بگیرند."
 
+# Committee minutes with one fact on page 2 among filler: what the cross-process, end-to-end and browser
+# tests upload, search for and ask about.
+_MINUTES_FILLER = (
+    "The committee reviewed the minutes of the previous meeting and approved them without changes. "
+    "Members discussed the schedule for the coming quarter and agreed to meet again next month. "
+)
+MINUTES_PAGES = [
+    _MINUTES_FILLER * 3,
+    _MINUTES_FILLER * 2
+    + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. "
+    + _MINUTES_FILLER * 2,
+    _MINUTES_FILLER * 3,
+]
+MINUTES_QUESTION = "What is the lighthouse keeper's cat called?"
+
 
 @cache
 def arabic_font() -> str:

@@ -40,10 +40,8 @@ def test_an_ingestion_over_its_soft_time_limit_fails_cleanly_and_the_pool_lives_
     monkeypatch.setattr(ingest_document, "_exec_options", None)  # Celery caches them at the first send
     fake_openai.set_fault("slow_first_token", endpoint="embeddings", times=1, delay=60)
     env = build_subprocess_env(
+        **fake_openai.process_env(),
         EMBEDDING_PROVIDER="openai",
-        OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=fake_openai.base_url,
-        OPENAI_MAX_RETRIES="0",
         OPENAI_TIMEOUT_SECONDS="100",
         LOG_FORMAT="console",
     )

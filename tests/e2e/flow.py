@@ -14,21 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.documents.pdfs import make_pdf
+from tests.documents.pdfs import MINUTES_PAGES, MINUTES_QUESTION, make_pdf
 from tests.e2e.client import Api, Event, Socket, streamed_text
 from tests.fake_openai import FakeOpenAI
 from tests.subprocesses import BASE_DIR
 
-FILLER = (
-    "The committee reviewed the minutes of the previous meeting and approved them without changes. "
-    "Members discussed the schedule for the coming quarter and agreed to meet again next month. "
-)
-PAGES = [
-    FILLER * 3,
-    FILLER * 2 + "The lighthouse keeper's cat is named Marmalade and sleeps on the third step. " + FILLER * 2,
-    FILLER * 3,
-]
-QUESTION = "What is the lighthouse keeper's cat called?"
 ANSWER = "The cat is called Marmalade [1]."
 LONG_ANSWER = " ".join(f"word{i}" for i in range(60)) + " [1]."
 
@@ -37,10 +27,8 @@ def stack_env_overrides(fake: FakeOpenAI, mail_dir: Path) -> dict[str, str]:
     """What every stack process of the end-to-end tests gets on top of the mode's settings."""
     mail_dir.mkdir(parents=True, exist_ok=True)
     return {
+        **fake.process_env(),
         "CHAT_PROVIDER": "openai",
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_MAX_RETRIES": "0",
         "EMBEDDING_PROVIDER": "hashing",
         "CHUNK_TOKENS": "60",
         "CHUNK_OVERLAP": "6",
@@ -70,7 +58,7 @@ class Walk:
 
 def upload_and_follow(api: Api, socket: Socket) -> tuple[str, list[Event]]:
     """Upload the PDF over REST; return its id and its ``document.status`` events up to ready."""
-    document = api.upload("minutes.pdf", make_pdf(PAGES), title="Committee minutes")
+    document = api.upload("minutes.pdf", make_pdf(MINUTES_PAGES), title="Committee minutes")
     assert document["status"] in ("pending", "processing"), document
     statuses = socket.document_statuses(document["id"])
     return document["id"], statuses
@@ -106,7 +94,7 @@ def cite_the_cat(body: dict[str, Any]) -> str:
     return ANSWER.replace("[1]", f"[{numbers[0]}]") if numbers else "The documents do not say."
 
 
-def ask(socket: Socket, fake: FakeOpenAI, document_id: str, *, question: str = QUESTION) -> list[Event]:
+def ask(socket: Socket, fake: FakeOpenAI, document_id: str, *, question: str = MINUTES_QUESTION) -> list[Event]:
     """Ask over the socket; check a streamed, cited answer; return its events."""
     fake.reply = cite_the_cat
     socket.send({"type": "chat.message", "content": question})
@@ -131,7 +119,7 @@ def cancel_one(api: Api, socket: Socket, fake: FakeOpenAI) -> None:
     """Ask a slowly streamed question and cancel it after its first tokens: ends ``cancelled``, saved so."""
     fake.reply = LONG_ANSWER
     fake.token_delay = 0.1
-    socket.send({"type": "chat.message", "content": QUESTION})
+    socket.send({"type": "chat.message", "content": MINUTES_QUESTION})
     start = socket.wait_for(lambda e: e["type"] == "chat.start", timeout=30, what="chat.start")
     message_id = start["message_id"]
     socket.wait_for(lambda e: e["type"] == "chat.token" and e["message_id"] == message_id, timeout=30)
@@ -157,7 +145,7 @@ def resume_one(api: Api, first: Socket, reconnect: Any, fake: FakeOpenAI) -> Non
     """Drop the socket mid-answer, reconnect (``reconnect()`` opens a new Socket) and ``chat.resume``."""
     fake.reply = LONG_ANSWER
     fake.token_delay = 0.05
-    first.send({"type": "chat.message", "content": QUESTION})
+    first.send({"type": "chat.message", "content": MINUTES_QUESTION})
     start = first.wait_for(lambda e: e["type"] == "chat.start", timeout=30, what="chat.start")
     message_id = start["message_id"]
     received = []

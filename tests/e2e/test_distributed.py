@@ -34,7 +34,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.documents.pdfs import make_pdf
+from tests.documents.pdfs import MINUTES_PAGES, MINUTES_QUESTION, make_pdf
 from tests.e2e import flow
 from tests.e2e.client import Api, Socket, streamed_text
 from tests.fake_openai import FakeOpenAI
@@ -191,7 +191,7 @@ def test_a_pool_process_killed_mid_ingest_is_redelivered_without_duplicate_chunk
     assert STATE.get("chunks"), "needs the undisturbed ingestion of the first test"
     fake.set_fault("slow_first_token", endpoint="embeddings", times=1, delay=30)  # the first attempt hangs
     with dist.socket(dist.a) as socket:
-        document = dist.api_b.upload("again.pdf", make_pdf([*flow.PAGES, "One more page."]), title="Again")
+        document = dist.api_b.upload("again.pdf", make_pdf([*MINUTES_PAGES, "One more page."]), title="Again")
         victim = wait_until(
             lambda: pool_process_sending(dist, fake, "One more page"), timeout=60, what="a pool process embedding"
         )
@@ -278,7 +278,7 @@ def test_web_a_killed_mid_answer_web_b_resumes_the_saved_text_and_it_ends_interr
     fake.reply = flow.LONG_ANSWER
     fake.token_delay = 0.2
     socket = dist.socket(dist.a)
-    socket.send({"type": "chat.message", "content": flow.QUESTION})
+    socket.send({"type": "chat.message", "content": MINUTES_QUESTION})
     start = socket.wait_for(lambda e: e["type"] == "chat.start", timeout=30, what="chat.start")
     message_id = start["message_id"]
     said = [socket.wait_for(lambda e: e["type"] == "chat.token", timeout=30) for _ in range(5)]
