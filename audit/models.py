@@ -1,8 +1,9 @@
 """The audit log: an append-only record of security-relevant actions.
 
 Append-only is enforced by PostgreSQL, not by the absence of an endpoint: a trigger (migration
-0001) raises on every UPDATE and on every DELETE except the retention purge, which marks its own
-transaction (``SET LOCAL documind.audit_purge_before``) and can only remove rows older than that.
+0002) raises on every UPDATE and on every DELETE except the retention purge, which marks its own
+transaction (``SET LOCAL documind.audit_purge_before``) and can only remove rows older than that;
+another (0003) raises on every TRUNCATE.
 Rows hold no foreign keys that could cascade or be nulled: the tenant is a reference without a
 database constraint (``DO_NOTHING``), the actor and the object are ids with a snapshot of their names,
 so a deleted user, key or document leaves its rows intact. Never a secret or a code in a row:

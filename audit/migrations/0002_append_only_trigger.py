@@ -2,8 +2,8 @@
 
 UPDATE always raises; DELETE raises unless the transaction declared a retention cut-off
 (``SET LOCAL documind.audit_purge_before``, see ``audit.services.audit_purge``) and the row is
-older than it. The error is SQLSTATE 42501 (insufficient_privilege). TRUNCATE is left to table
-ownership: the test runner empties tables with it between transactional tests.
+older than it. The error is SQLSTATE 42501 (insufficient_privilege). Row triggers do not fire on
+TRUNCATE: 0003 refuses that with a statement trigger.
 """
 
 from django.db import migrations

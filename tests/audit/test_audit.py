@@ -1,5 +1,6 @@
 """The audit log: what is recorded (who, what, object, IP, request id), never secrets, the admins'
-read-only API, the operators' read-only admin, and append-only enforced by PostgreSQL itself."""
+read-only API, the operators' read-only admin, and append-only enforced by PostgreSQL itself (UPDATE,
+DELETE and TRUNCATE refused; the test suite's own flush excepted, see tests/db_backend)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.core.management.color import no_style
 from django.db import DatabaseError, connection, transaction
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
 from django.utils import timezone
 
 from accounts.models import User
@@ -176,6 +179,40 @@ def test_the_database_refuses_update_and_delete(tenant: Any) -> None:
             attempt()
     event.refresh_from_db()
     assert event.action == "test.fixed"
+
+
+def test_the_database_refuses_truncate(tenant: Any) -> None:
+    event = audit_record(action="test.fixed", tenant=tenant)
+    for statement in [
+        "TRUNCATE audit_auditevent",
+        "TRUNCATE tenants_tenant, audit_auditevent CASCADE",
+        "TRUNCATE audit_auditevent RESTART IDENTITY",
+    ]:
+        with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+            connection.cursor().execute(statement)
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_the_production_flush_is_refused(tenant: Any) -> None:
+    """``manage.py flush`` outside the tests: the plain PostgreSQL backend's TRUNCATE meets the trigger."""
+    event = audit_record(action="test.fixed", tenant=tenant)
+    statements = PostgresOperations(connection).sql_flush(no_style(), ["audit_auditevent"])
+    with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+        connection.ops.execute_sql_flush(statements)
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_test_suites_flush_empties_the_log_and_leaves_the_trigger_on(tenant: Any) -> None:
+    audit_record(action="test.flushed", tenant=tenant)
+    connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), ["audit_auditevent"]))
+    assert not AuditEvent.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_auditevent_no_truncate'")
+        assert cursor.fetchall() == [("O",)]  # O: enabled (D would be disabled)
+    audit_record(action="test.after", tenant=tenant)
+    with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+        connection.cursor().execute("TRUNCATE audit_auditevent")
 
 
 def test_a_forged_purge_cut_off_does_not_reach_recent_rows(tenant: Any) -> None:
