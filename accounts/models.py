@@ -107,7 +107,8 @@ class RevokedTokenFamily(models.Model):
     """A sign-in whose tokens are refused: every token rotated from one sign-in carries its id (``fam``).
 
     Logging out, or presenting a rotated refresh token after the grace window (a stolen copy in
-    use), adds a row (see ``accounts.tokens``). Rows older than the refresh lifetime can go.
+    use), adds a row (see ``accounts.tokens``). Rows older than the refresh lifetime are no longer
+    needed and are deleted daily (``accounts.tokens.revoked_families_purge``, from beat).
     """
 
     id = models.UUIDField(primary_key=True, editable=False)

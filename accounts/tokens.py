@@ -300,6 +300,24 @@ def family_revoke(*, user: User, family_id: Any, reason: str) -> None:
     _close_sockets(user.pk, family=str(family_id))
 
 
+# How long past the refresh lifetime a revoked family's row is kept: the web processes' clocks may
+# disagree by a little, and the row must outlive every token of the family on all of them.
+REVOKED_FAMILY_MARGIN = timedelta(hours=1)
+
+
+def revoked_families_purge() -> int:
+    """Delete the revoked-family rows no token can need any more; returns how many (daily, from beat).
+
+    A revoked family is never rotated again (rotation and revocation are serialised on the user's
+    row, and rotation refuses a revoked family), so its newest token was issued at the latest when it
+    was revoked and has expired one refresh lifetime later (access tokens sooner). Rows older than
+    that, plus the JWT leeway and :data:`REVOKED_FAMILY_MARGIN`, go.
+    """
+    cutoff = timezone.now() - (api_settings.REFRESH_TOKEN_LIFETIME + token_backend.get_leeway() + REVOKED_FAMILY_MARGIN)
+    deleted, _ = RevokedTokenFamily.objects.filter(revoked_at__lt=cutoff).delete()
+    return deleted
+
+
 def user_revoke_tokens(*, user: User) -> int:
     """Refuse every token ``user`` holds (bump the version), blacklist their refresh tokens, close their sockets.
 
