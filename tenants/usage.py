@@ -43,8 +43,11 @@ def usage_record(
     completion_tokens: int = 0,
     embedding_tokens: int = 0,
 ) -> UsageRecord:
-    """Write one metered call to the ledger."""
-    return UsageRecord.objects.create(
+    """Write one metered call to the ledger.
+
+    Written in SQL: every chat question writes one, and the ORM's compiled insert cost more CPU than
+    the rest of the reservation."""
+    record = UsageRecord(
         tenant=tenant,
         user=user if getattr(user, "pk", None) else None,
         kind=kind,
@@ -52,7 +55,18 @@ def usage_record(
         prompt_tokens=max(0, int(prompt_tokens)),
         completion_tokens=max(0, int(completion_tokens)),
         embedding_tokens=max(0, int(embedding_tokens)),
+        created_at=timezone.now(),
     )
+    columns = ("tenant_id", "user_id", "kind", "model", *TOKEN_FIELDS, "created_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {UsageRecord._meta.db_table} ({', '.join(columns)})"
+            f" VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id",
+            [getattr(record, column) for column in columns],
+        )
+        (record.pk,) = cursor.fetchone()
+    record._state.adding = False
+    return record
 
 
 # --- quotas ----------------------------------------------------------------------------------
