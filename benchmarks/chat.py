@@ -39,6 +39,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
@@ -52,13 +53,25 @@ LAG_INTERVAL = 0.01
 
 # --- the daphne side: DocuMind plus a loop-lag probe -----------------------------------------
 
+CPU_PATH = "/bench/cpu"
+PROFILE_PATH = "/bench/profile"
+
 _lags: list[float] = []
 _monitor: asyncio.Task[None] | None = None
 _django: Any = None
+_profiles: dict[str, Any] = {}  # thread name -> cProfile.Profile while ``PROFILE_PATH`` is on
 
 
 async def _watch_loop() -> None:
     loop = asyncio.get_running_loop()
+    if os.environ.get("BENCH_SLOW_CALLBACK_MS"):  # asyncio debug mode: log each callback slower than this
+        import logging
+
+        handler = logging.FileHandler(os.environ["BENCH_SLOW_CALLBACK_LOG"])
+        logging.getLogger("asyncio").addHandler(handler)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(os.environ["BENCH_SLOW_CALLBACK_MS"]) / 1000
     while True:
         started = loop.time()
         await asyncio.sleep(LAG_INTERVAL)
@@ -83,11 +96,71 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         )
         await send({"type": "http.response.body", "body": body})
         return
+    if scope["type"] == "http" and scope["path"] in (CPU_PATH, PROFILE_PATH):
+        if scope["path"] == CPU_PATH:
+            body = json.dumps(_cpu_seconds()).encode()
+        else:
+            body = json.dumps(_toggle_profile(scope["query_string"].decode())).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        return
     if _django is None:
         from config.asgi import application as django_application
 
         _django = django_application
     await _django(scope, receive, send)
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far (call it on the event loop): the loop's thread, the chat database threads, the process."""
+    threads = [t for t in threading.enumerate() if t.name.startswith("chat-db") and t.ident is not None]
+    return {
+        "loop": time.thread_time(),
+        "db_threads": sum(time.clock_gettime(time.pthread_getcpuclockid(t.ident)) for t in threads),  # type: ignore[arg-type]
+        "process": time.process_time(),
+    }
+
+
+def _toggle_profile(query: str) -> dict[str, Any]:
+    """``?on``: profile the event loop's thread and the work of the chat database threads (cProfile);
+    ``?off=<path prefix>``: stop and write ``<prefix>.loop.pstats`` and ``<prefix>.db.pstats``."""
+    import cProfile
+
+    from chat import db
+
+    if query == "on":
+        _profiles.clear()
+        _profiles["loop"] = cProfile.Profile()
+        _profiles["loop"].enable()
+        plain = db.__dict__.setdefault("_bench_plain_call", db._call)
+
+        def profiled(fn: Any, kwargs: dict[str, Any]) -> Any:
+            profile = _profiles.get(threading.current_thread().name)
+            if profile is None:
+                profile = _profiles.setdefault(threading.current_thread().name, cProfile.Profile())
+            profile.enable()
+            try:
+                return plain(fn, kwargs)
+            finally:
+                profile.disable()
+
+        db._call = profiled
+        return {"profiling": True}
+    prefix = query.removeprefix("off=")
+    from urllib.parse import unquote
+
+    prefix = unquote(prefix)
+    db._call = db.__dict__.get("_bench_plain_call", db._call)
+    loop_profile = _profiles.pop("loop")
+    loop_profile.disable()
+    loop_profile.dump_stats(f"{prefix}.loop.pstats")
+    if _profiles:
+        import pstats
+
+        merged = pstats.Stats(*_profiles.values())
+        merged.dump_stats(f"{prefix}.db.pstats")
+    _profiles.clear()
+    return {"profiling": False}
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -243,9 +316,11 @@ async def crowd(
         plan = [(f"{simultaneous} simultaneous questions", sockets[:simultaneous])] if simultaneous else []
         plan.append((f"{len(tokens)} sockets, all asking at once", sockets))
         for name, askers in plan:
-            await asyncio.to_thread(lag)  # reset the server's lag samples
+            before = await asyncio.to_thread(lag)  # resets the server's lag samples
             results, seconds = await ask_at_once(askers, "Do laptops need disk encryption?")
-            rounds.append((name, results, seconds, await asyncio.to_thread(lag)))
+            after = await asyncio.to_thread(lag)
+            cpu = {key: after[key] - before[key] for key in after if key.startswith("cpu_")}
+            rounds.append((name, results, seconds, {**after, **cpu}))
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return len(sockets), rounds
@@ -362,10 +437,21 @@ def run(args: argparse.Namespace) -> int:
                 asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, 10))  # warm-up
                 asyncio.run(direct_ttft(fake_url, 10))
                 direct = asyncio.run(direct_ttft(fake_url, args.questions))
+                if args.profile:
+                    http_get_json(port, f"{PROFILE_PATH}?on")
+                cpu_before = http_get_json(port, CPU_PATH)
                 socket_results = asyncio.run(sequential(f"{ws_base}?token={tokens[0]}", origin, args.questions))
+                cpu = _cpu_delta(cpu_before, http_get_json(port, CPU_PATH))
+                if args.profile:
+                    http_get_json(port, f"{PROFILE_PATH}?off={quote(str(Path(args.profile).resolve()))}")
+                cpu_long = cpu_of_long_answers(port, fake_url, f"{ws_base}?token={tokens[0]}", origin, args)
 
                 # 2. many sockets
-                configure_fake(fake_url, token_delay=args.token_delay_ms / 1000)
+                configure_fake(
+                    fake_url,
+                    reply=f"Employees get twenty-five days of vacation [1]. {words}",
+                    token_delay=args.token_delay_ms / 1000,
+                )
                 readiness: list[tuple[int, float, str]] = []
                 stop_polling = threading.Event()
                 poller = threading.Thread(target=poll_readiness, args=(port, stop_polling, readiness), daemon=True)
@@ -376,7 +462,10 @@ def run(args: argparse.Namespace) -> int:
                         origin,
                         tokens[: args.sockets],
                         args.simultaneous,
-                        lambda: http_get_json(port, LAG_PATH),
+                        lambda: {
+                            **http_get_json(port, LAG_PATH),
+                            **{f"cpu_{key}": value for key, value in http_get_json(port, CPU_PATH).items()},
+                        },
                     )
                 )
                 stop_polling.set()
@@ -386,6 +475,7 @@ def run(args: argparse.Namespace) -> int:
             fake.wait(timeout=10)
     print(f"chat over the {layer}")
     added = report_sequential(args, direct, socket_results)
+    report_cpu(args, cpu, cpu_long)
     all_ok = report_rounds(args, connected, rounds)
     ready_ok = sum(1 for status, _, _ in readiness if status == 200)
     failed = next((body for status, _, body in readiness if status != 200), "")
@@ -411,6 +501,49 @@ def run(args: argparse.Namespace) -> int:
     print(_goal(f"{args.sockets} sockets on one daphne: 100 % answered", ok == args.sockets, f"{ok}/{args.sockets}"))
     print(_goal(f"{args.sockets} sockets: event-loop lag p99 < 50 ms", lag["p99_ms"] < 50, f"{lag['p99_ms']:.1f} ms"))
     return 0 if all_ok and ready_ok == len(readiness) else 1
+
+
+LONG_WORDS = 400
+
+
+def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before[key] for key in before}
+
+
+def cpu_of_long_answers(
+    port: int, fake_url: str, ws_url: str, origin: str, args: argparse.Namespace
+) -> dict[str, float] | None:
+    """The server's CPU for a quarter of ``--questions`` answers of ``LONG_WORDS`` more words (per token,
+    by difference with the short answers)."""
+    questions = max(1, args.questions // 4) if args.questions else 0
+    if not questions:
+        return None
+    words = " ".join(f"word{i}" for i in range(args.words + LONG_WORDS))
+    configure_fake(fake_url, reply=f"Employees get twenty-five days of vacation [1]. {words}")
+    before = http_get_json(port, CPU_PATH)
+    asyncio.run(sequential(ws_url, origin, questions))
+    delta = _cpu_delta(before, http_get_json(port, CPU_PATH))
+    return {**delta, "questions": questions}
+
+
+def report_cpu(args: argparse.Namespace, cpu: dict[str, float], long: dict[str, float] | None) -> None:
+    """The server's own CPU per question and per streamed token (independent of the machine's load)."""
+    if not args.questions:
+        return
+    per = {key: value / args.questions * 1000 for key, value in cpu.items()}
+    print(
+        f"    daphne CPU per question ({args.words + 8}-word answer, one at a time): {per['process']:.2f} ms"
+        f" (event loop {per['loop']:.2f}, chat database threads {per['db_threads']:.2f})"
+    )
+    if long is not None:
+        questions = long.pop("questions")
+        token = {key: (long[key] / questions * 1000 - per[key]) / LONG_WORDS * 1000 for key in per}
+        base = {key: per[key] - token[key] / 1000 * (args.words + 8) for key in per}
+        print(
+            f"    daphne CPU per streamed token: {token['process']:.0f} us (event loop {token['loop']:.0f} us);"
+            f" per question without its tokens: {base['process']:.2f} ms (event loop {base['loop']:.2f},"
+            f" chat database threads {base['db_threads']:.2f})"
+        )
 
 
 def report_sequential(
@@ -469,6 +602,11 @@ def report_rounds(
                 f"   p95 {percentile(server_side, 0.95):.0f} ms"
             )
         print(
+            f"    daphne CPU per question {lag['cpu_process'] / max(1, len(results)) * 1000:.1f} ms"
+            f" (event loop {lag['cpu_loop'] / max(1, len(results)) * 1000:.1f},"
+            f" chat database threads {lag['cpu_db_threads'] / max(1, len(results)) * 1000:.1f})"
+        )
+        print(
             f"    daphne event-loop lag ({lag['count']} samples of a {LAG_INTERVAL * 1000:.0f} ms sleep): p50 {lag['p50_ms']:.1f} ms"
             f"  p95 {lag['p95_ms']:.1f} ms  p99 {lag['p99_ms']:.1f} ms  max {lag['max_ms']:.1f} ms"
         )
@@ -482,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simultaneous", type=int, default=200, help="of them ask at once first (0: skip)")
     parser.add_argument("--words", type=int, default=40)
     parser.add_argument("--token-delay-ms", type=float, default=20.0)
+    parser.add_argument("--profile", help="path prefix: cProfile the one-socket questions (<prefix>.loop/.db.pstats)")
     parser.add_argument("--layer", choices=["both", "embedded", "redis"], default="both")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args(argv)
