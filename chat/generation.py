@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -58,6 +59,35 @@ from health.metrics import record_chat_answer
 logger = logging.getLogger(__name__)
 
 RESUME_POLL_SECONDS = 0.25
+COALESCE_AFTER_SECONDS = 0.05  # a subscriber this far behind gets the tokens waiting for it in one event
+
+
+class Subscription(asyncio.Queue[events.ChatEvent]):
+    """A subscriber's queue of events that knows how long the one just taken waited in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_times: deque[float] = deque()
+        self.waited = 0.0  # seconds the last event taken spent in the queue
+
+    def _put(self, item: events.ChatEvent) -> None:
+        self.put_times.append(time.monotonic())
+        super()._put(item)
+
+    def _get(self) -> events.ChatEvent:
+        self.waited = time.monotonic() - self.put_times.popleft()
+        return super()._get()
+
+    def take_tokens(self, token: events.ChatTokenEvent) -> tuple[events.ChatTokenEvent, events.ChatEvent | None]:
+        """``token`` with the text of the tokens queued right after it (one ``chat.token`` from ``token``'s
+        offset), and the first other event taken meanwhile (None if none)."""
+        deltas = [token["delta"]]
+        while not self.empty():
+            event = self.get_nowait()
+            if event["type"] != "chat.token":
+                return {**token, "delta": "".join(deltas)}, event
+            deltas.append(event["delta"])
+        return {**token, "delta": "".join(deltas)}, None
 
 
 _active: dict[str, Generation] = {}
@@ -79,7 +109,7 @@ class Generation:
         self.parts: list[str] = []
         self.length = 0
         self.status = Message.Status.STREAMING
-        self.subscribers: set[asyncio.Queue[events.ChatEvent]] = set()
+        self.subscribers: set[Subscription] = set()
         self.final_events: list[events.ChatEvent] = []
         self.done = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -96,9 +126,9 @@ class Generation:
             self.parts = ["".join(self.parts)]
         return self.parts[0] if self.parts else ""
 
-    def subscribe(self, offset: int = 0) -> asyncio.Queue[events.ChatEvent]:
+    def subscribe(self, offset: int = 0) -> Subscription:
         """A queue that first gets what was said after ``offset``, then everything live."""
-        queue: asyncio.Queue[events.ChatEvent] = asyncio.Queue()
+        queue = Subscription()
         offset = max(0, min(int(offset), self.length))
         if offset < self.length:
             queue.put_nowait(events.chat_token(message_id=self.message_id, delta=self.content[offset:], offset=offset))
@@ -108,15 +138,23 @@ class Generation:
             self.subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[events.ChatEvent]) -> None:
+    def unsubscribe(self, queue: Subscription) -> None:
         self.subscribers.discard(queue)
 
     async def events(self, offset: int = 0) -> AsyncGenerator[events.ChatEvent, None]:
-        """What was said after ``offset``, then the live events, up to and including ``chat.end``."""
+        """What was said after ``offset``, then the live events, up to and including ``chat.end``.
+
+        One ``chat.token`` per model chunk while the subscriber keeps up; one that fell behind (its next
+        token waited ``COALESCE_AFTER_SECONDS`` or more: the event loop is saturated) gets every token
+        waiting for it as one ``chat.token`` (the first one's offset), so its sends shrink as the load grows.
+        """
         queue = self.subscribe(offset)
         try:
+            pending: events.ChatEvent | None = None
             while True:
-                event = await queue.get()
+                event, pending = (pending, None) if pending is not None else (await queue.get(), None)
+                if event["type"] == "chat.token" and queue.waited >= COALESCE_AFTER_SECONDS and not queue.empty():
+                    event, pending = queue.take_tokens(event)
                 yield event
                 if event["type"] == "chat.end":
                     return

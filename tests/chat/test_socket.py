@@ -629,6 +629,33 @@ async def test_cancel_right_after_start_still_ends_the_answer(
     assert answer.status == "cancelled"
 
 
+async def test_a_subscriber_that_fell_behind_gets_the_waiting_tokens_as_one(
+    user: Any, handbook: Any, openai_chat: Any
+) -> None:
+    """Backpressure: tokens that waited ``COALESCE_AFTER_SECONDS`` for a subscriber (a saturated event loop)
+    reach it as one ``chat.token`` from the first one's offset; one that keeps up gets them all the same."""
+    openai_chat.reply = "one two three four five six seven eight"
+    openai_chat.token_delay = 0.01
+    turn = await sync_to_async(prepare_turn)(tenant=user.tenant, user=user, content="vacation")
+    generation = chat_generation.start(turn)
+    keeping_up = generation.events(0)
+    lagging = generation.events(0)
+    first = await anext(lagging)  # subscribed; then it stops reading until the answer is done
+
+    async def read_all(stream: Any) -> list[dict[str, Any]]:
+        return [event async for event in stream]
+
+    live = asyncio.get_running_loop().create_task(read_all(keeping_up))
+    await asyncio.wait_for(generation.done.wait(), timeout=10)
+    await asyncio.sleep(chat_generation.COALESCE_AFTER_SECONDS)
+    rest = await read_all(lagging)
+    assert [e["type"] for e in rest] == ["chat.token", "chat.end"]
+    assert first["type"] == "chat.token" and first["offset"] == 0
+    assert rest[0]["offset"] == len(first["delta"])
+    assert first["delta"] + rest[0]["delta"] == rest[-1]["content"] == openai_chat.reply
+    assert tokens_text(await live) == openai_chat.reply
+
+
 async def test_a_generation_cancelled_before_its_first_step_still_finishes(
     user: Any, handbook: Any, openai_chat: Any
 ) -> None:
