@@ -17,7 +17,8 @@ Client → server frames (JSON objects; an optional ``id`` is echoed as ``reply_
     Ask a question (a new session when ``session_id`` is absent). One answer at a time per
     connection. Replies: ``chat.start`` {message_id, question_id, session_id, session_title,
     created_session, model, resumed}, ``chat.token`` {message_id, delta, offset} (``offset``: where
-    ``delta`` starts in the answer, in characters), ``chat.end`` {message_id, session_id, status
+    ``delta`` starts in the answer, in characters; one per model chunk, or the text of all the chunks
+    waiting when the server fell behind with this socket), ``chat.end`` {message_id, session_id, status
     (completed|cancelled|failed), content, citations, usage, model, ttft_ms, total_ms, error?}.
     A failed answer sends an ``error`` event just before its ``chat.end``.
 ``{"type": "chat.cancel", "message_id"?}``
