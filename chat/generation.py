@@ -118,6 +118,7 @@ class Generation:
         self._cancel_requested = False
         self._started = False
         self._called = False  # the provider was asked (tokens may have been spent)
+        self.saver: saver.ProgressSaver | None = None  # its event loop's (the loop it streams on)
 
     # --- subscribers -------------------------------------------------------------------------
     @property
@@ -183,7 +184,9 @@ class Generation:
         self.parts.append(text)
         self.length += len(text)
         self._publish(events.chat_token(message_id=self.message_id, delta=text, offset=offset))
-        saver.progress_saver().mark(self)
+        if self.saver is None:  # looked up once: every streamed token marks the answer
+            self.saver = saver.progress_saver()
+        self.saver.mark(self)
 
     async def _stream(self) -> Usage | None:
         """Append the provider's deltas (or the fixed no-sources answer); the usage it reported."""
@@ -253,7 +256,7 @@ class Generation:
             total_ms=round((time.monotonic() - turn.started) * 1000),
             error={"type": error.code, "message": error.message} if error is not None else None,
         )
-        saver.progress_saver().forget(self)
+        (self.saver or saver.progress_saver()).forget(self)
         try:
             await self.run_db(saver.save_final, turn=turn, end=end)
         except Exception:
