@@ -20,8 +20,16 @@ Redis answers there.
 
 Then each goal of issue 16 is printed beside its figure.
 
+Beside the times, daphne's own CPU (read in the server at ``/bench/cpu``: its event loop's thread, the
+chat database threads, the whole process) per question of each part, and per streamed token (a quarter
+of ``--questions`` answers ``LONG_WORDS`` words longer, by difference): figures that depend much less on
+the machine's load than the times do. ``--profile PREFIX`` writes cProfile statistics of the one-socket
+questions (``PREFIX.loop.pstats``: the event loop's thread; ``PREFIX.db.pstats``: the work of the chat
+database threads); ``BENCH_SLOW_CALLBACK_MS=10 BENCH_SLOW_CALLBACK_LOG=path`` runs daphne's loop in
+asyncio debug mode and logs every callback slower than that.
+
     .venv/bin/python benchmarks/chat.py [--questions 200] [--sockets 500] [--simultaneous 200]
-        [--words 40] [--token-delay-ms 20] [--layer both|embedded|redis] [--redis-url URL]
+        [--words 40] [--token-delay-ms 20] [--layer both|embedded|redis] [--redis-url URL] [--profile PREFIX]
 
 Two cores are shared by daphne, PostgreSQL, the fake model and the client: read the figures as
 relative, not as capacity.
@@ -261,7 +269,13 @@ async def ask(ws: Any, question: str) -> dict[str, Any]:
         elif event["type"] == "error":
             return {"ok": False, "error": event["error"]["type"], "ttft": first}
     ok = end["status"] == "completed" and "".join(text) == end["content"] and bool(end["citations"])
-    return {"ok": ok, "ttft": first, "server_ttft_ms": end.get("ttft_ms"), "total": time.perf_counter() - started}
+    return {
+        "ok": ok,
+        "ttft": first,
+        "server_ttft_ms": end.get("ttft_ms"),
+        "total": time.perf_counter() - started,
+        "frames": len(text),
+    }
 
 
 async def sequential(ws_url: str, origin: str, questions: int) -> list[dict[str, Any]]:
@@ -594,6 +608,12 @@ def report_rounds(
             print(
                 f"    time to first token p50 {percentile(ttfts, 0.5) * 1000:7.1f} ms"
                 f"   p95 {percentile(ttfts, 0.95) * 1000:7.1f} ms   max {max(ttfts) * 1000:7.1f} ms"
+            )
+        frames = [r["frames"] for r in results if r.get("frames")]
+        if frames:
+            print(
+                f"    chat.token frames per answer p50 {percentile(frames, 0.5):.0f}  min {min(frames)}"
+                "  (one per model chunk while the server keeps up with a socket, fewer when it fell behind)"
             )
         server_side = [r["server_ttft_ms"] for r in results if r.get("server_ttft_ms") is not None]
         if server_side:
