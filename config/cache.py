@@ -75,6 +75,9 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
     metrics_backend = "database"
     # ``add`` deletes the expired rows once every this many calls in a process (see ``add``).
     purge_expired_every = 100
+    # A count written by :meth:`count_hit`: pickle's protocol 0 ``INT`` opcode (``I<digits>\n.``), which
+    # ``pickle.loads`` reads like any other pickle, and which SQL can read and rewrite as text.
+    _COUNT_PATTERN = "^I([0-9]+)\n\\.$"
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         """Django's ``add`` (store unless the key holds a live value; True if stored) in one statement.
@@ -114,6 +117,53 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
                 ],
             )
             return cursor.fetchone() is not None
+
+    def count_hit(self, key: Any, timeout: int, version: int | None = None) -> int:
+        """One more hit of a fixed-window counter: ``add(key, 1, timeout)``, or else ``incr(key)``, in one statement.
+
+        The counter of every rate-limited request (``config.throttling``); django-ratelimit's own
+        ``add`` then ``incr`` take three round trips here. One ``INSERT ... ON CONFLICT DO UPDATE``
+        starts the count at 1 when the key is missing or expired (a new window, as ``add`` would) and
+        otherwise adds 1 to it in SQL under the row's lock, keeping its expiry (as ``incr`` does). The
+        count is stored as pickle's text ``INT`` (:attr:`_COUNT_PATTERN`) so that SQL can add to it;
+        ``get`` reads it as any other value. A live row in another encoding (written by ``incr``) is
+        left to :meth:`incr` (no row comes back from the statement).
+        """
+        connection = connections[router.db_for_write(self.cache_model_class)]
+        if connection.vendor != "postgresql":
+            return self.incr(key, version=version) if not self.add(key, 1, timeout, version) else 1
+        cache_key = self.make_and_validate_key(key, version=version)
+        now = tz_now().replace(microsecond=0)
+        expires = datetime.fromtimestamp(self.get_backend_timeout(timeout), tz=UTC).replace(microsecond=0)
+        quote_name = connection.ops.quote_name
+        table, key_column, value_column, expires_column = (
+            quote_name(name) for name in (self._table, "cache_key", "value", "expires")
+        )
+        digits = f"substring(encode(decode(c.{value_column}, 'base64'), 'escape') from %(pattern)s)"
+        at = {"now": connection.ops.adapt_datetimefield_value(now), "pattern": self._COUNT_PATTERN}
+        with connection.cursor() as cursor:
+            if next(_ADDS) % self.purge_expired_every == 0:
+                cursor.execute(f"DELETE FROM {table} WHERE {expires_column} < %s", [now])
+            cursor.execute(
+                f"INSERT INTO {table} AS c ({key_column}, {value_column}, {expires_column})"
+                f" VALUES (%(key)s, %(one)s, %(expires)s) ON CONFLICT ({key_column}) DO UPDATE SET"
+                f" {value_column} = CASE WHEN c.{expires_column} < %(now)s THEN EXCLUDED.{value_column}"
+                f" ELSE encode(convert_to('I' || ({digits}::bigint + 1) || chr(10) || '.', 'UTF8'), 'base64') END,"
+                f" {expires_column} = CASE WHEN c.{expires_column} < %(now)s THEN EXCLUDED.{expires_column}"
+                f" ELSE c.{expires_column} END"
+                f" WHERE c.{expires_column} < %(now)s OR {digits} IS NOT NULL"
+                f" RETURNING c.{value_column}",
+                {
+                    **at,
+                    "key": cache_key,
+                    "one": base64.b64encode(b"I1\n.").decode("latin1"),
+                    "expires": connection.ops.adapt_datetimefield_value(expires),
+                },
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return self.incr(key, version=version)
+        return pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         cache_key = self.make_and_validate_key(key, version=version)

@@ -53,6 +53,8 @@ def shared_usage(
     :class:`ServiceUnavailable` (503, ``Retry-After``).
     """
     try:
+        if increment and hasattr(caches[settings.RATELIMIT_USE_CACHE], "count_hit"):
+            return _counted(request, group=group, key=key, rate=rate)
         return get_usage(request, group=group, key=key, rate=rate, increment=increment)
     except CACHE_ERRORS as exc:
         logger.warning(
@@ -68,6 +70,27 @@ def shared_usage(
             details={"retry_after": RETRY_AFTER_UNAVAILABLE},
             headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
         ) from exc
+
+
+def _counted(request: Any, *, group: str, key: Callable[[str, Any], str], rate: str) -> dict[str, Any] | None:
+    """django-ratelimit's ``get_usage(increment=True)`` with the cache's one-statement ``count_hit``
+    (``config.cache.AtomicDatabaseCache``) for its ``add`` then ``incr``: the same key, window and answer."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):  # django-ratelimit's own switch, as get_usage reads it
+        return None
+    value = key(group, request)
+    limit, period = django_ratelimit.core._split_rate(rate)
+    window = django_ratelimit.core._get_window(value, period)
+    cache_key = django_ratelimit.core._make_cache_key(group, window, rate, value, django_ratelimit.ALL)
+    try:
+        count = caches[settings.RATELIMIT_USE_CACHE].count_hit(
+            cache_key, period + django_ratelimit.core.EXPIRATION_FUDGE
+        )
+    except ValueError:  # the key expired between the statement and incr's read: as get_usage answers
+        if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
+            return None
+        return {"count": 0, "limit": 0, "should_limit": True, "time_left": -1}
+    time_left = window - int(django_ratelimit.core.time.time())
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": time_left}
 
 
 def shared_count(request: Any, *, group: str, key: Callable[[str, Any], str], rate: str) -> dict[str, Any] | None:

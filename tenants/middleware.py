@@ -20,6 +20,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from config.errors import DomainError, RateLimited, TenantInactive, TenantNotFound, TenantRequired, error_response
 from config.throttling import shared_count, shared_usage
 from tenants.context import current_tenant
+from tenants.lookup import cached_tenant
 from tenants.models import Tenant
 
 # API paths that need no tenant. Everything else under /api/ is tenant-scoped.
@@ -43,7 +44,8 @@ def resolve_tenant(value: str) -> Tenant:
         if not SLUG_RE.fullmatch(value.lower()):
             raise TenantNotFound() from None
         lookup = {"slug": value.lower()}
-    tenant = Tenant.objects.filter(**lookup).first()
+    ((field, key),) = lookup.items()
+    tenant = cached_tenant(field, key, Tenant.objects.filter(**lookup).first)  # active ones, for a few seconds
     if tenant is None:
         raise TenantNotFound()
     if not tenant.is_active:

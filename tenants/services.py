@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from audit.services import audit_record
 from config.errors import Conflict, ValidationFailed
+from tenants.lookup import forget_tenants
 from tenants.models import Tenant
 from tenants.serializers import clean_tenant_settings
 
@@ -152,6 +153,7 @@ def tenant_set_active(*, tenant: Tenant, active: bool) -> bool:
         .update(is_active=active, updated_at=timezone.now())
     )
     tenant.is_active = active
+    forget_tenants()  # an update in SQL sends no post_save: the tenant middleware's memory (tenants.lookup)
     if changed:
         audit_record(action="tenant.activated" if active else "tenant.deactivated", tenant=tenant, target=tenant)
     return bool(changed)

@@ -35,6 +35,10 @@ def _clear_cache(request: pytest.FixtureRequest) -> None:
         transactional = "transactional_db" in request.fixturenames or (marker and marker.kwargs.get("transaction"))
         request.getfixturevalue("transactional_db" if transactional else "db")
         cache.clear()
+        # and the tenant middleware's memory (tenants.lookup): tests roll tenants back without signals
+        from tenants.lookup import forget_tenants
+
+        forget_tenants()
 
 
 @pytest.fixture

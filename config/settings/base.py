@@ -373,6 +373,10 @@ if RATELIMIT_API_COUNTER not in ("shared", "process"):
 # Unknown, inactive or malformed X-Tenant-IDs per client IP and minute before that IP gets 429 (tenants.middleware).
 RATELIMIT_TENANT_MISSES_PER_MINUTE = env.int("RATELIMIT_TENANT_MISSES_PER_MINUTE", default=20)
 RATELIMIT_USE_CACHE = "default"
+# Seconds an active tenant named by X-Tenant-ID is remembered per process (tenants.lookup; 0: looked up
+# on every request). A change in this process is seen at once, in others within this time; a deactivated
+# tenant's tokens and API keys are refused at once anyway (they load the tenant fresh).
+TENANT_CACHE_SECONDS = env.int("TENANT_CACHE_SECONDS", default=5)
 RATELIMIT_VIEW = "config.errors.ratelimited_view"
 # The client address comes from REMOTE_ADDR, which config.middleware.ClientIPMiddleware takes from
 # X-Forwarded-For only when the peer is one of these proxies (addresses or networks).

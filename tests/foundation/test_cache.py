@@ -231,3 +231,65 @@ def test_a_counter_costs_three_statements(django_assert_num_queries: Any, monkey
     with django_assert_num_queries(3):
         assert backend.add("counter", 1, 60) is False
         assert backend.incr("counter") == 2
+
+
+@pytest.mark.django_db
+def test_count_hit_counts_a_window_in_one_statement(
+    django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limiter's counter: add(1) on a missing key, else incr, in one statement; the window's
+    expiry is kept while it counts, and a plain get (ours or Django's) reads the count."""
+    backend = caches["default"]
+    monkeypatch.setattr(backend, "purge_expired_every", 10**9)
+    with django_assert_num_queries(1):
+        assert backend.count_hit("hits", 30) == 1
+    before = expires_of(cache, "hits")
+    assert timezone.now() + timedelta(seconds=25) < before < timezone.now() + timedelta(seconds=31)
+    for expected in range(2, 12):
+        with django_assert_num_queries(1):
+            assert backend.count_hit("hits", 600) == expected
+    assert expires_of(cache, "hits") == before
+    assert cache.get("hits") == 11
+    from django.core.cache.backends.db import DatabaseCache
+
+    assert DatabaseCache(TABLE, {}).get("hits") == 11
+    assert cache.incr("hits") == 12 and backend.count_hit("hits", 30) == 13  # incr and count_hit take turns
+    _expire(cache, "hits")
+    assert backend.count_hit("hits", 30) == 1  # a new window
+    assert expires_of(cache, "hits") > timezone.now()
+
+
+@pytest.mark.django_db
+def test_count_hit_over_a_value_it_did_not_write_falls_back_to_incr() -> None:
+    cache.set("other", 41, 600)  # pickled by Django (protocol 5): SQL does not add to it
+    assert caches["default"].count_hit("other", 30) == 42
+    assert cache.get("other") == 42
+    cache.set("big", 2**40, 600)
+    assert caches["default"].count_hit("big", 30) == 2**40 + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_count_hits_are_all_counted() -> None:
+    threads, each = 8, 25
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            for _ in range(each):
+                seen.append(caches["default"].count_hit("together", 600))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert sorted(seen) == list(range(1, threads * each + 1))  # each hit saw a count of its own
+    assert cache.get("together") == threads * each
