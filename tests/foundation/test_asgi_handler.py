@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.testing import HttpCommunicator
-from django.core.signals import request_started
+from django.core.signals import request_finished, request_started
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path
 
 from config.asgi_handler import DocuMindASGIHandler
 
@@ -66,7 +68,7 @@ async def _get(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = 
     return {"status": start["status"], "headers": headers_out, "body": body}
 
 
-async def test_an_api_request_makes_three_hops_and_starts_no_thread(
+async def test_an_api_request_makes_one_hop_and_starts_no_thread(
     handler: DocuMindASGIHandler, hops: dict[str, int]
 ) -> None:
     await _get(handler, "/api/v1/health/live")  # the first request starts the request thread
@@ -75,8 +77,8 @@ async def test_an_api_request_makes_three_hops_and_starts_no_thread(
     response = await _get(handler, "/api/v1/health/live", [(b"x-request-id", b"hops-0001")])
 
     assert response["status"] == 200
-    # request_started, the middleware chain with the view and rendering, then request_finished
-    assert hops == {"sync_to_async": 3, "async_to_sync": 0, "threads": 0}
+    # request_started, the middleware chain with the view and rendering, request_finished: one hop
+    assert hops == {"sync_to_async": 1, "async_to_sync": 0, "threads": 0}
     headers = response["headers"]
     assert headers["x-request-id"] == "hops-0001"
     assert headers["x-content-type-options"] == "nosniff"
@@ -130,3 +132,71 @@ async def test_one_request_after_another_reuses_a_thread_and_concurrent_ones_get
     assert first_saw_second == [True]
     assert threads["/api/v1/health/first"] != threads["/api/v1/health/second"]
     assert threading.get_ident() not in threads.values()  # never on the event loop's thread
+
+
+def _streamed(request: HttpRequest) -> StreamingHttpResponse:
+    async def parts() -> Any:
+        yield b"part one, "
+        yield b"part two"
+
+    return StreamingHttpResponse(parts())
+
+
+urlpatterns = [path("streamed", _streamed), path("complete", lambda request: HttpResponse(b"whole"))]
+
+
+async def _events_of(handler: DocuMindASGIHandler, path: str) -> list[tuple[str, int]]:
+    """What happened, in order, on which thread: the request's signals and the ASGI messages sent."""
+    events: list[tuple[str, int]] = []
+
+    def started(**kwargs: Any) -> None:
+        events.append(("request_started", threading.get_ident()))
+
+    def finished(**kwargs: Any) -> None:
+        events.append(("request_finished", threading.get_ident()))
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": [(b"host", b"testserver")]}
+    received: list[dict[str, Any]] = [{"type": "http.request", "body": b""}]
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if received:
+            return received.pop()
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append((message["type"], threading.get_ident()))
+
+    request_started.connect(started, weak=False)
+    request_finished.connect(finished, weak=False)
+    try:
+        await handler(scope, receive, send)
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    return events
+
+
+async def test_the_request_signals_are_sent_on_the_request_thread_before_a_complete_response_goes_out(
+    handler: DocuMindASGIHandler, settings: Any
+) -> None:
+    loop = threading.get_ident()
+    for url in ("/api/v1/health/live", "/complete"):
+        if url == "/complete":
+            settings.ROOT_URLCONF = __name__
+        events = await _events_of(handler, url)
+        names = [name for name, _ in events]
+        assert names == ["request_started", "request_finished", "http.response.start", "http.response.body"], url
+        threads = {name: ident for name, ident in events}
+        assert threads["request_started"] == threads["request_finished"] != loop  # connections go back in the hop
+        assert threads["http.response.start"] == loop
+
+
+async def test_a_streaming_response_is_closed_after_it_is_sent(handler: DocuMindASGIHandler, settings: Any) -> None:
+    settings.ROOT_URLCONF = __name__
+    events = await _events_of(handler, "/streamed")
+    names = [name for name, _ in events]
+    assert names[0] == "request_started" and names[1] == "http.response.start"
+    assert names[-1] == "request_finished" and names.count("request_finished") == 1  # after the last body message
+    assert names.count("http.response.body") >= 2
