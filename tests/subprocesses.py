@@ -66,6 +66,10 @@ def build_subprocess_env(**extra: str) -> dict[str, str]:
         CELERY_BROKER_DIR=str(settings.CELERY_BROKER_DIR),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         PYTHONUNBUFFERED="1",
+        # Tests delete and recreate their tenants ("acme"...) with new ids from one test to the next, and
+        # a child gets no signal of it: with its memory of tenants on it would serve the previous test's
+        # "acme" for TENANT_CACHE_SECONDS (tenants.lookup; tests/tenants/test_lookup.py covers that memory).
+        TENANT_CACHE_SECONDS="0",
     )
     env.update(extra)
     return env
