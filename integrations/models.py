@@ -15,6 +15,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from integrations.encryption import EncryptedSecretField
 from tenants.models import TenantOwnedModel
 
 
@@ -90,15 +91,15 @@ class WebhookEndpoint(TenantOwnedModel):
 
     States: active → disabled (by its admin, or automatically after
     ``WEBHOOK_DISABLE_AFTER_FAILURES`` deliveries in a row that failed every attempt); re-enabling
-    resets the failure count. The secret must be kept to sign, so it is stored as given; it is shown
-    once, at creation or rotation.
+    resets the failure count. The secret must be kept to sign, so it is stored encrypted
+    (:mod:`integrations.encryption`); it is shown once, at creation or rotation.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=200, blank=True)
     events = ArrayField(models.CharField(max_length=64, choices=WebhookEvent.choices))
-    secret = models.CharField(max_length=100)
+    secret = EncryptedSecretField()
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)

@@ -211,6 +211,21 @@ def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpo
 
 
 @transaction.atomic
+def webhook_secrets_reencrypt() -> int:
+    """Encrypt every endpoint's secret again under the first of ``WEBHOOK_SECRET_KEYS``; returns how many.
+
+    The second step of a key rotation (:mod:`integrations.encryption`): reading decrypts with any
+    key, writing encrypts with the first. Rows are locked so a concurrent rotation of one endpoint's
+    secret is not overwritten with the old value.
+    """
+    count = 0
+    for endpoint in WebhookEndpoint.objects.select_for_update().only("id", "secret").order_by("pk"):
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret=endpoint.secret)
+        count += 1
+    return count
+
+
+@transaction.atomic
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint and its delivery records."""
     audit_record(action="webhook.deleted", tenant=endpoint.tenant, target=endpoint)

@@ -12,6 +12,7 @@ from .base import LOG_LEVEL, SIMPLE_JWT, VAR_DIR, env
 
 SECRET_KEY = local_key("DJANGO_SECRET_KEY", VAR_DIR)
 SIMPLE_JWT["SIGNING_KEY"] = local_key("JWT_SIGNING_KEY", VAR_DIR)
+WEBHOOK_SECRET_KEYS = env.list("WEBHOOK_SECRET_KEYS", default=[]) or [SECRET_KEY]
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 

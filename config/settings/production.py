@@ -1,8 +1,8 @@
 """Production: secrets and the database have no default (a missing one fails at start-up), HTTPS everywhere.
 
-``DJANGO_SECRET_KEY`` (and ``JWT_SIGNING_KEY`` when set; it defaults to the secret key) must be at
-least 50 random characters and no known placeholder: otherwise the process stops with one line
-naming the variable (:mod:`config.keys`).
+``DJANGO_SECRET_KEY`` (and ``JWT_SIGNING_KEY`` and each of ``WEBHOOK_SECRET_KEYS`` when set; they
+default to the secret key) must be at least 50 random characters and no known placeholder:
+otherwise the process stops with one line naming the variable (:mod:`config.keys`).
 
 ``DJANGO_BUILD_STEP=collectstatic`` is the image build's explicit switch: ``collectstatic`` only
 reads settings, so that step gets a throw-away random key (never written anywhere) and no database.
@@ -35,6 +35,9 @@ from .base import env  # noqa: E402
 DEBUG = False
 SECRET_KEY = require_key("DJANGO_SECRET_KEY", env.str("DJANGO_SECRET_KEY", default=""))
 SIMPLE_JWT["SIGNING_KEY"] = require_key("JWT_SIGNING_KEY", env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY)
+WEBHOOK_SECRET_KEYS = [
+    require_key("WEBHOOK_SECRET_KEYS", key) for key in env.list("WEBHOOK_SECRET_KEYS", default=[]) or [SECRET_KEY]
+]
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -47,6 +47,7 @@ def run_env(var_dir: Path) -> dict[str, str]:
         "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "EMBEDDED_PGDATA", "EMBEDDED_PG_CLEANUP", "CELERY_BROKER_DIR",
         "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE", "XDG_RUNTIME_DIR", "DOCUMIND_TEST_ROOT", "DOCUMIND_TEST_SUBPROCESS",
         "DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "DJANGO_DEBUG",
+        "WEBHOOK_SECRET_KEYS",
     }  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(DOCUMIND_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", DEMO_ADMIN_PASSWORD="")

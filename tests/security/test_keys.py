@@ -25,7 +25,7 @@ from config.keys import MIN_KEY_LENGTH, install_key, key_problem
 from tests.conftest import make_client
 
 BASE_DIR = Path(settings.BASE_DIR)
-KEY_VARIABLES = ("DJANGO_SECRET_KEY", "JWT_SIGNING_KEY")
+KEY_VARIABLES = ("DJANGO_SECRET_KEY", "JWT_SIGNING_KEY", "WEBHOOK_SECRET_KEYS")
 # The keys this repository used to publish (config/settings/base.py, docker-compose.yml): anyone
 # could sign tokens with them. Spelled in pieces so this file holds no usable key itself.
 PUBLISHED_KEYS = (
@@ -69,7 +69,7 @@ def test_a_token_signed_with_a_published_key_is_refused(user: Any) -> None:
 def test_no_key_literal_is_committed() -> None:
     # NAME=value, NAME: value, "NAME", default="value": any literal of 16+ characters given to a key variable.
     assignment = re.compile(
-        r"""(?:SECRET_KEY|SIGNING_KEY)["']?[ \t]*[:=,][ \t]*(?:default[ \t]*=[ \t]*)?["']?([A-Za-z0-9_\-+/=.]{16,})(?![\w(.\-])"""
+        r"""(?:SECRET_KEYS?|SIGNING_KEY)["']?[ \t]*[:=,][ \t]*(?:default[ \t]*=[ \t]*)?["']?([A-Za-z0-9_\-+/=.]{16,})(?![\w(.\-])"""
     )
     offenders = []
     for path in tracked_files():
@@ -78,7 +78,7 @@ def test_no_key_literal_is_committed() -> None:
             offenders += [f"{path.relative_to(BASE_DIR)}: {value}" for value in assignment.findall(text)]
         offenders += [f"{path.relative_to(BASE_DIR)}: published key" for key in PUBLISHED_KEYS if key in text]
     assert not offenders, offenders
-    for key in (settings.SECRET_KEY, settings.SIMPLE_JWT["SIGNING_KEY"]):
+    for key in (settings.SECRET_KEY, settings.SIMPLE_JWT["SIGNING_KEY"], *settings.WEBHOOK_SECRET_KEYS):
         assert len(key) >= MIN_KEY_LENGTH
         assert not any(key in path.read_text(errors="ignore") for path in tracked_files())
 
@@ -161,6 +161,13 @@ def production(env: dict[str, str], code: str = "import django; django.setup()")
         ({"DJANGO_SECRET_KEY": "django-insecure-" + "a1b2c3d4e5" * 6}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": "x" * 80}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": "R" + os.urandom(40).hex(), "JWT_SIGNING_KEY": "too-short"}, "JWT_SIGNING_KEY"),
+        (
+            {
+                "DJANGO_SECRET_KEY": "R" + os.urandom(40).hex(),
+                "WEBHOOK_SECRET_KEYS": "W" + os.urandom(40).hex() + ",short",
+            },
+            "WEBHOOK_SECRET_KEYS",
+        ),
     ],
 )
 def test_production_refuses_weak_keys_in_one_line(
@@ -209,3 +216,4 @@ def test_compose_requires_the_secrets() -> None:
     assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"]
     assert compose["services"]["db"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
     assert env["JWT_SIGNING_KEY"] == "${JWT_SIGNING_KEY:-}"  # empty: the secret key signs
+    assert env["WEBHOOK_SECRET_KEYS"] == "${WEBHOOK_SECRET_KEYS:-}"  # empty: the secret key encrypts
