@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from rest_framework import HTTP_HEADER_ENCODING
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
 
 from accounts.models import User
 from accounts.tokens import AccessSession, TokenRefused, access_session, tokens_for_user
@@ -54,10 +55,9 @@ class TenantJWTAuthentication(JWTAuthentication):
         raw = self.get_raw_token(header)
         if raw is None:
             raise AuthenticationFailed("The Authorization header is malformed.", code="bad_authorization_header")
-        try:
-            user = user_from_access_token(raw.decode() if isinstance(raw, bytes) else raw)
-        except (InvalidToken, TokenError) as exc:
-            raise AuthenticationFailed("The token is invalid or expired.") from exc
+        # The header reached here encoded as DRF reads headers (latin-1): decoded the same way, a token
+        # with other bytes is refused as invalid rather than failing to decode (a 500).
+        user = user_from_access_token(raw.decode(HTTP_HEADER_ENCODING) if isinstance(raw, bytes) else raw)
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.pk != user.tenant_id:
             raise AuthenticationFailed("The token belongs to another tenant.", code="tenant_mismatch")

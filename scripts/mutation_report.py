@@ -36,7 +36,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 MUTANTS_DIR = BASE_DIR / "mutants"
 EXPLAINED_FILE = BASE_DIR / "docs" / "mutation.md"
 
-# Module -> the functions to mutate (None: all of them). search.py: its filter and plan code only.
+# Module -> the functions to mutate (None: all of them). search.py: its filter and plan code only (the
+# statements carry the tenant and document filters; the plan picks the exact or the HNSW scan).
 MODULES: dict[str, tuple[str, ...] | None] = {
     "tenants/scoping.py": None,
     "tenants/middleware.py": None,
@@ -50,6 +51,11 @@ MODULES: dict[str, tuple[str, ...] | None] = {
         "plan_statement",
         "use_exact",
         "plan_search",
+        "search_statements",
+        "semantic_statements",
+        "semantic_statement",
+        "keyword_statement",
+        "hnsw_settings_statement",
     ),
 }
 

@@ -14,6 +14,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from accounts.authentication import TenantJWTAuthentication, session_from_access_token
 from accounts.models import User
 from accounts.tokens import tokens_for_user
+from tests.crosstenant import assert_envelope
 
 
 def drf_request(authorization: str | None = None, tenant: Any = None) -> Request:
@@ -89,3 +90,12 @@ def test_a_bad_token_is_refused_with_the_reason(user: User) -> None:
     with pytest.raises(AuthenticationFailed) as caught:
         TenantJWTAuthentication().authenticate(drf_request("Bearer not.a.token", user.tenant))
     assert message_and_code(caught.value) == ("The token is invalid or expired.", "token_not_valid")
+
+
+def test_a_token_with_bytes_outside_ascii_is_refused_not_a_server_error(user: User, anon_api: Any) -> None:
+    """DRF hands the header over encoded as latin-1; a token with such a byte (no JWT has one) was decoded
+    as UTF-8, and the ``UnicodeDecodeError`` made a 500."""
+    with pytest.raises(AuthenticationFailed) as caught:
+        TenantJWTAuthentication().authenticate(drf_request("Bearer caf\xe9", user.tenant))
+    assert message_and_code(caught.value) == ("The token is invalid or expired.", "token_not_valid")
+    assert_envelope(anon_api.get("/api/v1/auth/me", HTTP_AUTHORIZATION="Bearer caf\xe9"), 401, "authentication_failed")
