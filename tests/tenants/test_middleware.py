@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
+import django_ratelimit.core
 import pytest
+import structlog
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
@@ -24,16 +29,18 @@ def error_of(response: HttpResponse, status: int, code: str) -> dict:
     return body["error"]
 
 
-def run_middleware(path: str, header: str | None = None, method: str = "get"):
+def run_middleware(path: str, header: str | None = None, method: str = "get", remote_addr: str = "127.0.0.1"):
     """Run the middleware alone; returns (response, what the view saw)."""
     seen: dict = {}
 
     def view(request: HttpRequest) -> HttpResponse:
         seen["tenant"] = request.tenant
         seen["context"] = current_tenant.get()
+        seen["log_tenant"] = structlog.contextvars.get_contextvars().get("tenant")
         return HttpResponse("ok")
 
-    extra = {"HTTP_X_TENANT_ID": header} if header is not None else {}
+    extra: dict[str, Any] = {"HTTP_X_TENANT_ID": header} if header is not None else {}
+    extra["REMOTE_ADDR"] = remote_addr
     request = getattr(RequestFactory(), method)(path, **extra)
     return TenantMiddleware(view)(request), seen
 
@@ -44,6 +51,15 @@ def test_slug_resolves(tenant, header):
     assert response.status_code == 200
     assert seen["tenant"] == tenant and seen["context"] == tenant
     assert current_tenant.get() is None  # reset after the request
+
+
+def test_the_tenant_is_named_in_the_logs_context(tenant):
+    structlog.contextvars.clear_contextvars()
+    try:
+        response, seen = run_middleware("/api/v1/tasks/", "ACME")
+        assert response.status_code == 200 and seen["log_tenant"] == "acme"
+    finally:
+        structlog.contextvars.clear_contextvars()
 
 
 def test_id_resolves(tenant):
@@ -107,3 +123,41 @@ def test_full_stack(db, client, tenant):
     tenant.is_active = False
     tenant.save()
     assert_envelope(client.get(ME, HTTP_X_TENANT_ID="acme"), 403, "tenant_inactive")
+
+
+MISSES_GROUP = "tenant-header-misses"
+
+
+def test_too_many_unknown_tenants_from_one_address_are_refused_until_the_window_ends(tenant, settings, monkeypatch):
+    """The limiter's refusal: its message, ``retry_after`` as in ``Retry-After``, at least 1 s even at the
+    window's last instant (django-ratelimit's clock held at the end of this address's window)."""
+    settings.RATELIMIT_ENABLED = True
+    settings.RATELIMIT_TENANT_MISSES_PER_MINUTE = 2
+    address = "198.51.100.7"
+    window_end = django_ratelimit.core._get_window(f"ip:{address}", 60)
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: float(window_end)))
+    for guess in ("nope-1", "nope-2"):
+        error_of(run_middleware("/api/v1/tasks/", guess, remote_addr=address)[0], 404, "tenant_not_found")
+    response, seen = run_middleware("/api/v1/tasks/", "acme", remote_addr=address)
+    assert seen == {}
+    error = error_of(response, 429, "rate_limited")
+    assert error["message"] == "Too many unknown tenants from this address; try again later."
+    assert error["details"] == {"retry_after": 1} and response["Retry-After"] == "1"
+    # a known tenant from another address, and the misses of the first one are not its own
+    assert run_middleware("/api/v1/tasks/", "acme", remote_addr="198.51.100.8")[0].status_code == 200
+
+
+def test_the_unknown_tenant_limit_fails_open_when_the_cache_is_down(tenant, settings, caplog):
+    """Unreachable shared cache: the header is still resolved (404 for an unknown one, not a 503) and a
+    warning names the limiter, for the read before the lookup and for the miss it failed to count."""
+    settings.RATELIMIT_ENABLED = True
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"},
+    }
+    settings.RATELIMIT_USE_CACHE = "down"
+    with caplog.at_level(logging.WARNING, logger="config.throttling"):
+        error_of(run_middleware("/api/v1/tasks/", "nope")[0], 404, "tenant_not_found")
+    warnings = [r for r in caplog.records if r.getMessage() == "ratelimit_unavailable"]
+    assert [(r.group, r.fails) for r in warnings] == [(MISSES_GROUP, "open"), (MISSES_GROUP, "open")]
+    assert run_middleware("/api/v1/tasks/", "acme")[0].status_code == 200
