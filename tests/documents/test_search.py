@@ -195,6 +195,42 @@ def test_service_validates_its_arguments(tenant: Any) -> None:
             search_chunks(tenant=tenant, **kwargs)
 
 
+BLANK = ("query must not be empty.", {"query": ["This field may not be blank."]})
+TOP_K = ("top_k must be between 1 and 50.", {"top_k": ["Between 1 and 50."]})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "refusal"),
+    [
+        ({"query": " \n "}, BLANK),
+        ({"query": None}, BLANK),  # not a string at all
+        ({"query": "x" * 2001}, ("query is longer than 2000 characters.", {"query": ["At most 2000 characters."]})),
+        ({"query": "a", "top_k": 0}, TOP_K),
+        ({"query": "a", "top_k": 51}, TOP_K),
+        ({"query": "a", "top_k": True}, TOP_K),  # a bool is an int to Python, not a number of results
+        ({"query": "a", "top_k": 2.0}, TOP_K),
+        (
+            {"query": "a", "mode": "fuzzy"},
+            ("mode must be one of semantic, keyword, hybrid.", {"mode": ["semantic", "keyword", "hybrid"]}),
+        ),
+        ({"query": "a", "project_id": "nope"}, ("project and document ids must be UUIDs.", None)),
+        (
+            {"query": "a", "document_ids": [str(uuid.uuid4()), "nope"]},
+            ("project and document ids must be UUIDs.", None),
+        ),
+    ],
+)
+def test_the_service_names_what_is_wrong(tenant: Any, arguments: dict[str, Any], refusal: tuple[str, Any]) -> None:
+    """The service's own refusals (callers other than the API view get them as they are): message and fields."""
+    from config.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as caught:
+        search_chunks(tenant=tenant, **arguments)
+    message, fields = refusal
+    assert caught.value.message == message
+    assert caught.value.details == ({"fields": fields} if fields else {})
+
+
 def test_punctuation_only_query_has_no_keywords_and_does_not_fail(corpus: Document, tenant: Any) -> None:
     assert search_chunks(tenant=tenant, query="?!...", mode="keyword") == []
     hybrid = search_chunks(tenant=tenant, query="?!...", mode="hybrid")
