@@ -323,3 +323,28 @@ def test_the_once_a_day_marker_outlives_the_quota_day(tenant: Any, user: Any) ->
         cursor.execute("SELECT expires FROM documind_cache WHERE cache_key LIKE %s", ["%webhook:quota_reached:%"])
         (expires,) = cursor.fetchone()
     assert expires >= resets_at - timedelta(seconds=1)  # the database cache keeps whole seconds
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction the announcement is made on this connection
+def test_an_announcement_keeps_the_callers_connection_and_is_made_when_the_cache_is_down(
+    tenant: Any, user: Any, settings: Any
+) -> None:
+    """Only the announcing thread's own connection is closed, never the caller's; with the cache (which holds
+    the once-a-day marker) unreachable the quota is announced rather than kept quiet."""
+    from integrations.models import WebhookDelivery, WebhookEndpoint
+    from tenants.usage import Quota, _announce_quota_reached
+
+    WebhookEndpoint.objects.create(
+        tenant=tenant, url="https://hooks.example.test/usage", events=["usage.quota_reached"], secret="s"
+    )
+    resets_at = timezone.now() + timedelta(hours=1)
+    connection.ensure_connection()
+    callers = connection.connection
+    _announce_quota_reached(tenant, user, Quota("user", 10, 10, resets_at))
+    assert connection.connection is callers
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+    }
+    _announce_quota_reached(tenant, user, Quota("tenant", 10, 10, resets_at))
+    scopes = sorted(d.payload["data"]["scope"] for d in WebhookDelivery.objects.filter(tenant=tenant))
+    assert scopes == ["tenant", "user"]
