@@ -348,3 +348,15 @@ def test_an_announcement_keeps_the_callers_connection_and_is_made_when_the_cache
     _announce_quota_reached(tenant, user, Quota("tenant", 10, 10, resets_at))
     scopes = sorted(d.payload["data"]["scope"] for d in WebhookDelivery.objects.filter(tenant=tenant))
     assert scopes == ["tenant", "user"]
+
+
+@pytest.mark.django_db
+def test_quota_check_asks_for_one_token_unless_told(tenant: Any, user: Any) -> None:
+    tenant.settings = {"daily_token_quota": 100, "user_daily_token_quota": 0}
+    tenant.save()
+    record(tenant, user, ago=timedelta(0), prompt=99)
+    quota_check(tenant=tenant, user=user)  # the last token fits
+    record(tenant, user, ago=timedelta(0), prompt=1)
+    with pytest.raises(QuotaExceeded) as refused:
+        quota_check(tenant=tenant, user=user)
+    assert refused.value.details["needed"] == 1 and refused.value.details["remaining"] == 0
