@@ -161,3 +161,12 @@ def test_the_unknown_tenant_limit_fails_open_when_the_cache_is_down(tenant, sett
     warnings = [r for r in caplog.records if r.getMessage() == "ratelimit_unavailable"]
     assert [(r.group, r.fails) for r in warnings] == [(MISSES_GROUP, "open"), (MISSES_GROUP, "open")]
     assert run_middleware("/api/v1/tasks/", "acme")[0].status_code == 200
+
+
+def test_without_rate_limits_unknown_tenants_are_never_refused(tenant, settings):
+    settings.RATELIMIT_ENABLED = False
+    settings.RATELIMIT_TENANT_MISSES_PER_MINUTE = 1
+    for guess in ("nope-1", "nope-2", "nope-3"):
+        error_of(run_middleware("/api/v1/tasks/", guess)[0], 404, "tenant_not_found")
+    response, seen = run_middleware("/api/v1/tasks/", " acme ")
+    assert response.status_code == 200 and seen["tenant"] == tenant
