@@ -323,3 +323,30 @@ def test_exact_or_approximate(db: None, settings: Any) -> None:
     assert not use_exact(10_000, 100_000, 20)  # a tenant holding a tenth of the table: HNSW finds them quickly
     assert use_exact(5_000, 10_000_000, 20)  # a needle in a big table: the iterative scan would give up first
     assert not use_exact(5_000, -1, 20)  # table never analysed: no estimate, trust the index
+
+
+def _chunk_table_estimate(rows: float) -> None:
+    """Set the planner's estimate of the chunk table's size (rolled back with the test's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE pg_class SET reltuples = %s WHERE oid = 'documents_chunk'::regclass", [rows])
+
+
+def test_plan_search_counts_what_the_filters_leave_and_applies_the_plan_rule(
+    corpus: Document, tenant: Any, other_tenant: Any, settings: Any
+) -> None:
+    from documents.search import SearchPlan, plan_search
+
+    ready = Document.objects.filter(tenant=tenant, status=Document.Status.READY)
+    total = sum(document.chunk_count for document in ready)
+    assert total > corpus.chunk_count > 0
+    assert plan_search(tenant=tenant) == SearchPlan(total, True)  # few chunks: exact
+    assert plan_search(tenant=tenant, document_ids=[corpus.pk]) == SearchPlan(corpus.chunk_count, True)
+    assert plan_search(tenant=tenant, project_id=uuid.uuid4()) == SearchPlan(0, True)
+    assert plan_search(tenant=other_tenant) == SearchPlan(0, True)
+    settings.SEARCH_EXACT_MAX_CHUNKS = 0  # past the few-chunks rule: the table's size decides
+    # a table 500 times the candidates: at depth 20 the scan would find them (20 * 500 is not over 10000)
+    _chunk_table_estimate(500.0 * total)
+    assert plan_search(tenant=tenant) == SearchPlan(total, False)
+    assert plan_search(tenant=tenant, depth=21) == SearchPlan(total, True)
+    _chunk_table_estimate(-1)  # never analysed: no estimate, trust the index
+    assert plan_search(tenant=tenant, depth=10_000) == SearchPlan(total, False)
