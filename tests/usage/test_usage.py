@@ -360,3 +360,21 @@ def test_quota_check_asks_for_one_token_unless_told(tenant: Any, user: Any) -> N
     with pytest.raises(QuotaExceeded) as refused:
         quota_check(tenant=tenant, user=user)
     assert refused.value.details["needed"] == 1 and refused.value.details["remaining"] == 0
+
+
+@pytest.mark.django_db
+def test_usage_record_writes_the_row_it_returns(tenant: Any, user: Any) -> None:
+    from tenants.usage import usage_record
+
+    chat = usage_record(tenant=tenant, user=user, kind="chat", model="gpt-x", prompt_tokens=3, completion_tokens=4)
+    embedding = usage_record(tenant=tenant, user=None, kind="embedding", model="embed-y", embedding_tokens=5)
+    fields = ("tenant_id", "user_id", "kind", "model", "prompt_tokens", "completion_tokens", "embedding_tokens")
+    for returned in (chat, embedding):
+        stored = UsageRecord.objects.get(pk=returned.pk)
+        assert [getattr(stored, f) for f in fields] == [getattr(returned, f) for f in fields]
+    assert (chat.user_id, chat.kind, chat.model, chat.embedding_tokens) == (user.pk, "chat", "gpt-x", 0)
+    assert (embedding.user_id, embedding.kind, embedding.model) == (None, "embedding", "embed-y")
+    assert (embedding.prompt_tokens, embedding.completion_tokens, embedding.embedding_tokens) == (0, 0, 5)
+    chat.model = "gpt-z"
+    chat.save()  # the returned instance is a stored row: saving it updates, never inserts a second
+    assert UsageRecord.objects.filter(tenant=tenant).count() == 2
