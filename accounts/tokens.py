@@ -322,6 +322,19 @@ def revoked_families_purge() -> int:
     return deleted
 
 
+def expired_refresh_tokens_purge() -> int:
+    """Delete the refresh tokens (and their blacklist rows) expired for longer than the leeway and
+    :data:`REVOKED_FAMILY_MARGIN`; returns how many tokens (daily, from beat).
+
+    simplejwt records every refresh token issued (``OutstandingToken``) and every rotated or logged-out
+    one (``BlacklistedToken``) and leaves them forever (its ``flushexpiredtokens`` command is not run by
+    anything). A token past its expiry and the leeway is refused by its signature check before either
+    table is read, so its rows decide nothing any more.
+    """
+    cutoff = timezone.now() - (token_backend.get_leeway() + REVOKED_FAMILY_MARGIN)
+    return OutstandingToken.objects.filter(expires_at__lt=cutoff).delete()[1].get(OutstandingToken._meta.label, 0)
+
+
 def user_revoke_tokens(*, user: User) -> int:
     """Refuse every token ``user`` holds (bump the version), blacklist their refresh tokens, close their sockets.
 

@@ -252,6 +252,7 @@ CELERY_BEAT_SCHEDULE = {
     "tasks-watchdog": {"task": "tasks.watchdog", "schedule": 60.0},
     "audit-purge": {"task": "audit.purge", "schedule": 24 * 3600.0},
     "revoked-token-families-purge": {"task": "accounts.purge_revoked_families", "schedule": 24 * 3600.0},
+    "expired-refresh-tokens-purge": {"task": "accounts.purge_expired_refresh_tokens", "schedule": 24 * 3600.0},
 }
 TASK_STALL_TIMEOUT_SECONDS = env.int("TASK_STALL_TIMEOUT_SECONDS", default=15 * 60)
 

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import RevokedTokenFamily, User
@@ -77,3 +78,43 @@ def test_no_token_of_a_revoked_family_outlives_its_row(user: User, how: str) -> 
             tokens_rotate(raw=raw, tenant_id=user.tenant_id)
 
     assert _newest_expiry(user) <= row.revoked_at + api_settings.REFRESH_TOKEN_LIFETIME
+
+
+def purge_expired() -> int:
+    app.autodiscover_tasks(force=True)
+    return app.tasks["accounts.purge_expired_refresh_tokens"].apply().get()
+
+
+def _expire(raw_refresh: str, ago: timedelta) -> OutstandingToken:
+    jti = token_backend.decode(raw_refresh)[api_settings.JTI_CLAIM]
+    outstanding = OutstandingToken.objects.get(jti=jti)
+    OutstandingToken.objects.filter(pk=outstanding.pk).update(expires_at=timezone.now() - ago)
+    return outstanding
+
+
+def test_expired_refresh_tokens_are_purged_with_their_blacklist_rows(user: User, other_user: User) -> None:
+    past_margin = REVOKED_FAMILY_MARGIN + timedelta(minutes=1)
+    rotated = tokens_for_user(user)
+    successor = tokens_rotate(raw=rotated["refresh"], tenant_id=user.tenant_id)  # blacklists the first
+    gone = [
+        _expire(rotated["refresh"], past_margin),
+        _expire(tokens_for_user(other_user)["refresh"], timedelta(days=30)),
+    ]
+    within_margin = _expire(tokens_for_user(user)["refresh"], REVOKED_FAMILY_MARGIN - timedelta(minutes=1))
+    live = tokens_for_user(other_user)
+
+    assert purge_expired() == 2
+    assert not OutstandingToken.objects.filter(pk__in=[t.pk for t in gone]).exists()
+    assert not BlacklistedToken.objects.filter(token_id__in=[t.pk for t in gone]).exists()
+    assert OutstandingToken.objects.filter(pk=within_margin.pk).exists()
+    assert purge_expired() == 0
+    # tokens that are still valid are untouched and keep rotating
+    assert tokens_rotate(raw=successor["refresh"], tenant_id=user.tenant_id)["refresh"]
+    assert tokens_rotate(raw=live["refresh"], tenant_id=other_user.tenant_id)["refresh"]
+
+
+def test_beat_purges_expired_refresh_tokens_daily() -> None:
+    entries = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "accounts.purge_expired_refresh_tokens"
+    ]
+    assert [e["schedule"] for e in entries] == [24 * 3600.0]
