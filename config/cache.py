@@ -145,8 +145,9 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
             if next(_ADDS) % self.purge_expired_every == 0:
                 cursor.execute(f"DELETE FROM {table} WHERE {expires_column} < %s", [now])
             cursor.execute(
-                f"INSERT INTO {table} AS c ({key_column}, {value_column}, {expires_column})"
-                f" VALUES (%(key)s, %(one)s, %(expires)s) ON CONFLICT ({key_column}) DO UPDATE SET"
+                f"{self._async_commit(connection)} INSERT INTO {table} AS c ({key_column}, {value_column},"
+                f" {expires_column}) SELECT %(key)s, %(one)s, %(expires)s FROM commit_mode"
+                f" ON CONFLICT ({key_column}) DO UPDATE SET"
                 f" {value_column} = CASE WHEN c.{expires_column} < %(now)s THEN EXCLUDED.{value_column}"
                 f" ELSE encode(convert_to('I' || ({digits}::bigint + 1) || chr(10) || '.', 'UTF8'), 'base64') END,"
                 f" {expires_column} = CASE WHEN c.{expires_column} < %(now)s THEN EXCLUDED.{expires_column}"
@@ -164,6 +165,19 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
         if row is None:
             return self.incr(key, version=version)
         return pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
+
+    @staticmethod
+    def _async_commit(connection: Any) -> str:
+        """The CTE ``commit_mode`` that :meth:`count_hit`'s upsert selects from.
+
+        A count needs no durable commit: when the upsert is its own transaction (autocommit), it is
+        committed without waiting for the WAL to reach the disk (``synchronous_commit`` off for that
+        transaction only; a crash may lose the last few hundred ms of counts). Inside a caller's
+        transaction the setting would reach the caller's writes too, so there it is left alone.
+        """
+        if connection.in_atomic_block:
+            return "WITH commit_mode AS (SELECT 1)"
+        return "WITH commit_mode AS (SELECT set_config('synchronous_commit', 'off', true))"
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         cache_key = self.make_and_validate_key(key, version=version)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from django.core.cache import BaseCache, cache, caches
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.cache import AtomicDatabaseCache
@@ -293,3 +294,29 @@ def test_concurrent_count_hits_are_all_counted() -> None:
     assert not errors, errors
     assert sorted(seen) == list(range(1, threads * each + 1))  # each hit saw a count of its own
     assert cache.get("together") == threads * each
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_count_hit_commits_its_own_transaction_asynchronously_and_no_one_elses() -> None:
+    """A count is not worth a WAL flush: alone (autocommit) its upsert turns synchronous_commit off for its
+    own transaction, and the session keeps its setting; inside a caller's transaction it leaves the
+    setting alone, or the caller's writes would be committed without waiting for the disk too."""
+    backend = caches["default"]
+    assert _synchronous_commit() == "on"
+    with CaptureQueriesContext(connection) as alone:
+        assert backend.count_hit("alone", 30) == 1
+    assert "set_config('synchronous_commit', 'off', true)" in alone.captured_queries[-1]["sql"]
+    assert _synchronous_commit() == "on"
+
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as inside:
+            assert backend.count_hit("inside", 30) == 1
+        assert _synchronous_commit() == "on"
+    assert "synchronous_commit" not in inside.captured_queries[-1]["sql"]
+    assert cache.get("alone") == 1 and cache.get("inside") == 1
