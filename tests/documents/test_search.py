@@ -350,3 +350,15 @@ def test_plan_search_counts_what_the_filters_leave_and_applies_the_plan_rule(
     assert plan_search(tenant=tenant, depth=21) == SearchPlan(total, True)
     _chunk_table_estimate(-1)  # never analysed: no estimate, trust the index
     assert plan_search(tenant=tenant, depth=10_000) == SearchPlan(total, False)
+
+
+def test_a_search_plans_at_its_own_depth(
+    corpus: Document, tenant: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan statement gets the search's depth (a semantic search's top_k): with the table 500 times the
+    candidates, the scan finds 20 within its budget (HNSW: it sets enable_sort off), not 21 (exact)."""
+    settings.SEARCH_EXACT_MAX_CHUNKS = 0  # past the few-chunks rule: the table's size decides
+    ready = Document.objects.filter(tenant=tenant, status=Document.Status.READY)
+    _chunk_table_estimate(500.0 * sum(document.chunk_count for document in ready))
+    assert _settings_at_the_vector_query(tenant, monkeypatch, top_k=20)["enable_sort"] == "off"
+    assert _settings_at_the_vector_query(tenant, monkeypatch, top_k=21)["enable_sort"] == "on"
