@@ -52,6 +52,14 @@ def round_trips() -> Iterator[list[int]]:
     """Count the round trips on this thread's database connection inside the block: the backend's
     ReadyForQuery messages in libpq's protocol trace (one ends every simple query and every Sync,
     whatever the code above psycopg did: Django cursor, raw cursor, implicit BEGIN)."""
+    with backend_messages("ReadyForQuery") as counted:
+        yield counted
+
+
+@contextlib.contextmanager
+def backend_messages(message: str) -> Iterator[list[int]]:
+    """Count the backend's ``message`` messages (libpq's names: ``ReadyForQuery``, ``RowDescription``: one
+    for each statement that returns rows) on this thread's database connection inside the block."""
     from django.db import connection
     from psycopg import pq
 
@@ -66,4 +74,4 @@ def round_trips() -> Iterator[list[int]]:
         finally:
             pgconn.untrace()
             trace.seek(0)
-            counted.append(sum(line.startswith("B\t") and "\tReadyForQuery" in line for line in trace))
+            counted.append(sum(line.startswith("B\t") and f"\t{message}" in line for line in trace))

@@ -16,7 +16,7 @@ from django.db import connection
 from documents.search import search_chunks
 from tenants.models import Tenant
 from tests.documents.conftest import KNOWN_SENTENCE
-from tests.documents.search_sql import round_trips
+from tests.documents.search_sql import backend_messages, round_trips
 from tests.documents.test_search import QUERY, corpus  # noqa: F401  (the fixture)
 
 MODES = ["semantic", "keyword", "hybrid"]
@@ -37,6 +37,11 @@ def test_a_search_is_two_round_trips_a_keyword_search_one(
         hits = search_chunks(tenant=tenant, query=QUERY, mode=mode, top_k=3)
     assert KNOWN_SENTENCE in hits[0].text
     assert counted == [1 if mode == "keyword" else 2]
+    # and the statements the mode and the plan need, no other: keyword; plan, settings (HNSW), semantic
+    with backend_messages("RowDescription") as statements:
+        search_chunks(tenant=tenant, query=QUERY, mode=mode, top_k=3)
+    needed = {"keyword": 1, "semantic": 2, "hybrid": 3}[mode] + (mode != "keyword" and exact_max == 0)
+    assert statements == [needed]
 
 
 @pytest.mark.usefixtures("corpus")
