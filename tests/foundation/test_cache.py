@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,17 +25,17 @@ def expires_of(backend: BaseCache, key: str) -> Any:
         return cursor.fetchone()[0]
 
 
-def concurrent_increments(backend: BaseCache, key: str, *, threads: int = 8, each: int = 25) -> Any:
-    """``threads`` threads, each on its own connection, ``incr`` the same key ``each`` times at once."""
-    backend.set(key, 0, 600)
+def all_at_once(hit: Callable[[], Any], *, threads: int = 8, each: int = 25) -> list[Any]:
+    """``threads`` threads, each on its own connection, call ``hit`` ``each`` times at once; what it returned."""
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
+    seen: list[Any] = []
 
     def work() -> None:
         try:
             barrier.wait()
             for _ in range(each):
-                backend.incr(key)
+                seen.append(hit())
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
         finally:
@@ -46,6 +47,13 @@ def concurrent_increments(backend: BaseCache, key: str, *, threads: int = 8, eac
     for worker in workers:
         worker.join()
     assert not errors, errors
+    return seen
+
+
+def concurrent_increments(backend: BaseCache, key: str, *, threads: int = 8, each: int = 25) -> Any:
+    """``threads`` threads, each on its own connection, ``incr`` the same key ``each`` times at once."""
+    backend.set(key, 0, 600)
+    all_at_once(lambda: backend.incr(key), threads=threads, each=each)
     return backend.get(key)
 
 
@@ -272,26 +280,7 @@ def test_count_hit_over_a_value_it_did_not_write_falls_back_to_incr() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_count_hits_are_all_counted() -> None:
     threads, each = 8, 25
-    barrier = threading.Barrier(threads)
-    errors: list[BaseException] = []
-    seen: list[int] = []
-
-    def work() -> None:
-        try:
-            barrier.wait()
-            for _ in range(each):
-                seen.append(caches["default"].count_hit("together", 600))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors, errors
+    seen = all_at_once(lambda: caches["default"].count_hit("together", 600), threads=threads, each=each)
     assert sorted(seen) == list(range(1, threads * each + 1))  # each hit saw a count of its own
     assert cache.get("together") == threads * each
 
