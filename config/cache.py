@@ -102,8 +102,7 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
         )
         encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
         with connection.cursor() as cursor:
-            if next(_ADDS) % self.purge_expired_every == 0:
-                cursor.execute(f"DELETE FROM {table} WHERE {expires_column} < %s", [now])
+            self._purge_now_and_then(cursor, table, expires_column, now)
             cursor.execute(
                 f"INSERT INTO {table} AS c ({key_column}, {value_column}, {expires_column}) VALUES (%s, %s, %s) "
                 f"ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = EXCLUDED.{value_column}, "
@@ -142,8 +141,7 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
         digits = f"substring(encode(decode(c.{value_column}, 'base64'), 'escape') from %(pattern)s)"
         at = {"now": connection.ops.adapt_datetimefield_value(now), "pattern": self._COUNT_PATTERN}
         with connection.cursor() as cursor:
-            if next(_ADDS) % self.purge_expired_every == 0:
-                cursor.execute(f"DELETE FROM {table} WHERE {expires_column} < %s", [now])
+            self._purge_now_and_then(cursor, table, expires_column, now)
             cursor.execute(
                 f"{self._async_commit(connection)} INSERT INTO {table} AS c ({key_column}, {value_column},"
                 f" {expires_column}) SELECT %(key)s, %(one)s, %(expires)s FROM commit_mode"
@@ -165,6 +163,11 @@ class AtomicDatabaseCache(CacheMetricsMixin, DatabaseCache):
         if row is None:
             return self.incr(key, version=version)
         return pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode()))
+
+    def _purge_now_and_then(self, cursor: Any, table: str, expires_column: str, now: datetime) -> None:
+        """Delete the expired rows on every :attr:`purge_expired_every`-th write of this process."""
+        if next(_ADDS) % self.purge_expired_every == 0:
+            cursor.execute(f"DELETE FROM {table} WHERE {expires_column} < %s", [now])
 
     @staticmethod
     def _async_commit(connection: Any) -> str:
