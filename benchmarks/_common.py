@@ -163,3 +163,51 @@ def serve(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+async def asgi_request(
+    app: Any, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes = b""
+) -> tuple[int, bytes]:
+    """One HTTP request through the ASGI ``app`` in memory (no socket, no HTTP parsing): status and body.
+
+    The client stays connected until the answer is sent (``receive`` then waits), as a real one does.
+    """
+    import asyncio
+
+    path_only, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path_only,
+        "raw_path": path_only.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode())]
+        + [(key.lower().encode(), value.encode()) for key, value in (headers or {}).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    never = asyncio.Event()
+    sent_body = False
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)

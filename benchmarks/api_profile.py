@@ -37,6 +37,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from benchmarks._common import asgi_request  # noqa: E402
+
 LIVE_PATH = "/api/v1/health/live"
 LIST_PATH = "/api/v1/documents/?page_size=20"
 
@@ -169,41 +171,8 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def one_request(app: Any, path: str, headers: dict[str, str]) -> tuple[int, float, float]:
     """Send one GET through ``app``; its status, wall seconds and process CPU seconds."""
-    path_only, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path_only,
-        "raw_path": path_only.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    never = asyncio.Event()
-    sent_body = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await never.wait()  # the client stays connected
-        return {"type": "http.disconnect"}
-
-    status = 0
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
     wall, cpu = time.perf_counter(), time.process_time()
-    await app(scope, receive, send)
+    status, _ = await asgi_request(app, "GET", path, headers=headers)
     return status, time.perf_counter() - wall, time.process_time() - cpu
 
 

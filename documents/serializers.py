@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from documents.ingestion_progress import ingestion_error
 from documents.models import Chunk, Document, Project
-from documents.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES
+from documents.search import MAX_QUERY_CHARS, MAX_TOP_K, MODES, SearchHit
 from tenants.scoping import request_tenant
 
 
@@ -249,7 +249,33 @@ class SearchHitSerializer(serializers.Serializer):
 
 
 class SearchResponseSerializer(serializers.Serializer):
+    """The search answer's schema. The view builds the answer with :func:`search_response` (a search is a
+    hot path: DRF's nested serializer cost ~1 ms for ten hits); a test holds the two equal."""
+
     query = serializers.CharField()
     mode = serializers.CharField()
     top_k = serializers.IntegerField()
     results = SearchHitSerializer(many=True)
+
+
+def search_response(*, query: str, mode: str, top_k: int, hits: list[SearchHit]) -> dict[str, Any]:
+    """What :class:`SearchResponseSerializer` would give for ``hits``, built directly."""
+    return {
+        "query": query,
+        "mode": mode,
+        "top_k": top_k,
+        "results": [
+            {
+                "chunk_id": str(hit.chunk_id),
+                "document_id": str(hit.document_id),
+                "document_title": hit.document_title,
+                "page_start": hit.page_start,
+                "page_end": hit.page_end,
+                "text": hit.text,
+                "source": hit.source,
+                "score": float(hit.score),
+                "retrievers": list(hit.retrievers),
+            }
+            for hit in hits
+        ],
+    }

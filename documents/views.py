@@ -33,6 +33,7 @@ from documents.serializers import (
     ProjectSerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
+    search_response,
 )
 from documents.uploads import install_upload_limit
 from tenants.scoping import TenantScopedViewSet
@@ -262,7 +263,4 @@ class SearchViewSet(viewsets.GenericViewSet, mixins.CreateModelMixin):
             document_ids=data.get("document_ids"),
             user=request.user,
         )
-        response = SearchResponseSerializer(
-            {"query": data["query"], "mode": data["mode"], "top_k": data["top_k"], "results": hits}
-        )
-        return Response(response.data)
+        return Response(search_response(query=data["query"], mode=data["mode"], top_k=data["top_k"], hits=hits))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from documents.models import Document
 from documents.search import SearchHit, search_chunks
+from documents.serializers import SearchResponseSerializer, search_response
 from tests.crosstenant import assert_envelope, assert_requires_auth
 from tests.documents.conftest import KNOWN_SENTENCE, SEARCH_URL, known_pages
 from tests.documents.pdfs import PERSIAN_SECOND, PERSIAN_SENTENCE, filler, make_pdf, make_persian_pdf
@@ -75,6 +78,24 @@ def test_search_api_returns_ranked_chunks(api: APIClient, corpus: Document) -> N
     assert KNOWN_SENTENCE in first["text"]
     assert first["retrievers"] == ["semantic", "keyword"]
     assert 1 <= len(body["results"]) <= 8
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_answer_is_what_its_documented_serializer_gives(api: APIClient, corpus: Document, mode: str) -> None:
+    """The view builds the answer by hand (the hot path); it must equal the schema's serializer, field for field
+    and type for type, for real hits of each mode."""
+    query = f"{QUERY} teams notes report"
+    response = api.post(SEARCH_URL, {"query": query, "mode": mode, "top_k": 5}, format="json")
+    assert response.status_code == 200, response.content
+    hits = search_chunks(tenant=corpus.tenant, query=query, top_k=5, mode=mode)
+    assert len(hits) >= 2
+    documented = SearchResponseSerializer({"query": query, "mode": mode, "top_k": 5, "results": hits}).data
+    built = search_response(query=query, mode=mode, top_k=5, hits=hits)
+
+    assert json.dumps(built, sort_keys=True) == json.dumps(
+        json.loads(JSONRenderer().render(documented)), sort_keys=True
+    )
+    assert response.json() == json.loads(JSONRenderer().render(documented))
 
 
 def test_top_k_limits_the_results(api: APIClient, corpus: Document) -> None:
