@@ -1,10 +1,10 @@
 """Structured logging: structlog through the standard library, JSON or console rendering.
 
 Every line carries the request id (bound by django-structlog's middleware, and carried into Celery
-tasks by its Celery integration), and the tenant and user once they are known. The request events
-(``request_started``, ``request_finished``, ``request_failed``) carry method, path, request_id,
-tenant and user; the finish events add status and duration_ms (receivers below, connected in
-:class:`config.apps.ProjectConfig`).
+tasks by its Celery integration), and the tenant and user once they are known. Each request logs one
+line as it ends, ``request_finished`` (or ``request_failed``), with method, path, request_id, tenant,
+user, user agent, status and duration_ms; ``request_started`` too (at INFO) with
+``LOG_REQUEST_STARTED`` (receivers below, connected in :class:`config.apps.ProjectConfig`).
 """
 
 from __future__ import annotations
@@ -62,14 +62,21 @@ def request_finished_metadata(
     request: HttpRequest, response: HttpResponseBase, log_kwargs: dict[str, Any], **kwargs: Any
 ) -> None:
     """django-structlog ``bind_extra_request_finished_metadata``: status and duration."""
-    log_kwargs.update(_common(request), status=response.status_code, duration_ms=_duration_ms(request))
+    log_kwargs.update(
+        _common(request),
+        status=response.status_code,
+        duration_ms=_duration_ms(request),
+        user_agent=request.META.get("HTTP_USER_AGENT"),
+    )
 
 
 def request_failed_metadata(
     request: HttpRequest, exception: BaseException, log_kwargs: dict[str, Any], **kwargs: Any
 ) -> None:
     """django-structlog ``bind_extra_request_failed_metadata``: an exception became a 500."""
-    log_kwargs.update(_common(request), status=500, duration_ms=_duration_ms(request))
+    log_kwargs.update(
+        _common(request), status=500, duration_ms=_duration_ms(request), user_agent=request.META.get("HTTP_USER_AGENT")
+    )
 
 
 # Credentials that travel in URLs (the chat socket's ``?token=``) never reach a log line.

@@ -1,5 +1,5 @@
-"""The test suite's database backend: the production one (django-prometheus over PostgreSQL), whose
-flush may also empty the audit log.
+"""The test suite's database backend: the production one (``config.db_backend``: django-prometheus over
+PostgreSQL), whose flush may also empty the audit log.
 
 ``TransactionTestCase`` (pytest-django's ``transactional_db``) empties every table after each test
 with one ``TRUNCATE``, which the audit log refuses (``audit/migrations/0003_no_truncate_trigger.py``).
@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
-from django_prometheus.db.backends.postgresql import base
+
+from config.db_backend import base
 
 AUDIT_TABLE = "audit_auditevent"
 NO_TRUNCATE_TRIGGER = "audit_auditevent_no_truncate"

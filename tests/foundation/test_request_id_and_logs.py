@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from rest_framework.test import APIClient
 
 from config.logging import build_logging
 from tests.crosstenant import assert_envelope
+from tests.subprocesses import BASE_DIR
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.foundation.urls")]
 
@@ -70,9 +73,29 @@ def _events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]
     return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
 
 
-def test_request_events_carry_method_path_status_duration_ids_tenant_and_user(
+def test_one_line_per_request_by_default_carrying_everything(
     caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="django_structlog")
+    response = api.get("/api/v1/_t/echo?x=1", HTTP_X_REQUEST_ID="trace-me-12346", HTTP_USER_AGENT="probe/1.0")
+    assert response.status_code == 200
+
+    assert _events(caplog, "request_started") == []
+    [finished] = _events(caplog, "request_finished")
+    assert (finished["method"], finished["path"], finished["status"]) == ("GET", "/api/v1/_t/echo", 200)
+    assert (finished["request_id"], finished["tenant"], finished["user"]) == (
+        "trace-me-12346",
+        tenant.slug,
+        str(user.pk),
+    )
+    assert finished["user_agent"] == "probe/1.0"
+    assert isinstance(finished["duration_ms"], float)
+
+
+def test_request_events_carry_method_path_status_duration_ids_tenant_and_user(
+    caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any, settings: Any
+) -> None:
+    settings.DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.INFO  # what LOG_REQUEST_STARTED=true sets
     caplog.set_level(logging.INFO, logger="django_structlog")
     response = api.get("/api/v1/_t/echo?x=1", HTTP_X_REQUEST_ID="trace-me-12345")
     assert response.status_code == 200 and response.json() == {"user": str(user.pk)}
@@ -132,3 +155,22 @@ def test_log_format_and_level(log_format: str, capsys: pytest.CaptureFixture[str
             assert "request_id=fmt-test-0001" in lines[0] and "answer=42" in lines[0]
     finally:
         logging.config.dictConfig(build_logging("console", settings.LOG_LEVEL))
+
+
+@pytest.mark.parametrize(("value", "level"), [(None, "DEBUG"), ("false", "DEBUG"), ("true", "INFO")])
+def test_log_request_started_sets_the_start_events_level(
+    subprocess_env: dict[str, str], value: str | None, level: str
+) -> None:
+    env = {k: v for k, v in subprocess_env.items() if k != "LOG_REQUEST_STARTED"}
+    if value is not None:
+        env["LOG_REQUEST_STARTED"] = value
+    script = (
+        "import logging, django; django.setup()\n"
+        "from django_structlog.app_settings import app_settings\n"
+        "print(logging.getLevelName(app_settings.STATUS_START_LOG_LEVEL))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == level
