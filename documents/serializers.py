@@ -152,6 +152,50 @@ class DocumentSerializer(serializers.ModelSerializer):
     def get_error(self, document: Document) -> dict[str, Any] | None:
         return ingestion_error(document.task)
 
+    def to_representation(self, document: Document) -> dict[str, Any]:
+        """The fields above, built directly: what DRF's field-by-field representation gives (a test holds the
+        two equal), without building the fields for every request and walking them for every row (about
+        half of a 20-row list's serialisation cost)."""
+        return {
+            "id": str(document.pk),
+            "title": document.title,
+            "project": _str_or_none(document.project_id),
+            "owner": _str_or_none(document.owner_id),
+            "original_filename": document.original_filename,
+            "content_type": document.content_type,
+            "size": document.size,
+            "sha256": document.sha256,
+            "status": document.status,
+            "progress": self.get_progress(document),
+            "stage": self.get_stage(document),
+            "page_count": document.page_count,
+            "chunk_count": document.chunk_count,
+            "ocr_pages": {str(page): _float_or_none(v) for page, v in (document.ocr_pages or {}).items()},
+            "error": self.get_error(document),
+            "timings": self.get_timings(document),
+            "task": self.get_task(document),
+            "embedding_model": document.embedding_model,
+            "embedding_dimensions": document.embedding_dimensions,
+            "created_at": _datetime(document.created_at),
+            "updated_at": _datetime(document.updated_at),
+            "processed_at": _datetime(document.processed_at),
+        }
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _datetime(value: Any) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
 
 class DocumentUploadResponseSerializer(DocumentSerializer):
     duplicate = serializers.BooleanField(read_only=True, help_text="True when these bytes were uploaded before.")
@@ -159,6 +203,7 @@ class DocumentUploadResponseSerializer(DocumentSerializer):
     class Meta(DocumentSerializer.Meta):
         fields = [*DocumentSerializer.Meta.fields, "duplicate"]
         read_only_fields = fields
+    # ``duplicate`` is the upload's outcome, not the document's: the view adds it to this representation.
 
 
 class DocumentUploadSerializer(serializers.Serializer):

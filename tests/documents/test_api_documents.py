@@ -287,3 +287,52 @@ def test_a_ready_document_reads_done_even_before_its_task_row_completes(api: API
     body = api.get(f"{DOCUMENTS_URL}{document.pk}/").json()
     assert (body["status"], body["progress"], body["stage"]) == ("ready", 100, "done")
     assert body["task"]["progress"] == 95  # the row itself is shown as it is
+
+
+def test_the_hand_built_representation_is_drfs_field_by_field_one(
+    api: APIClient, uploaded: Any, ready_document: Any, user: User
+) -> None:
+    """DocumentSerializer builds its representation by hand (the list's hot path); for documents in every
+    state it must equal what DRF's ModelSerializer makes of the declared fields, key for key and type for type."""
+    import json
+
+    from rest_framework import serializers
+    from rest_framework.renderers import JSONRenderer
+
+    from documents.ingestion import IngestionFailed
+    from documents.serializers import DocumentSerializer
+    from tests.documents.pdfs import make_image_pdf
+
+    project = api.post("/api/v1/projects/", {"name": "Shapes"}, format="json").json()
+    ready = ready_document(make_pdf([filler(60, 1)]), "ready.pdf")
+    Document.objects.filter(pk=ready.pk).update(ocr_pages={"2": 0.91, "3": None})
+    pending = uploaded(make_pdf([filler(60, 2)]), "pending.pdf", project=project["id"])
+    processing = uploaded(make_pdf([filler(60, 3)]), "processing.pdf")
+    Document.objects.filter(pk=processing.pk).update(status=Document.Status.PROCESSING)
+    Task.objects.filter(pk=processing.task_id).update(progress=40, stage="embed", timings={"extract": 0.25})
+    failed = uploaded(make_image_pdf(), "scan.pdf")
+    with pytest.raises(IngestionFailed):
+        ingest(failed)
+    taskless = DocumentFactory(tenant=user.tenant, owner=user, task=None)
+
+    documents = list(Document.objects.select_related("task").filter(tenant=user.tenant).order_by("created_at"))
+    assert len(documents) == 5
+    for document in documents:
+        serializer = DocumentSerializer(document)
+        by_hand = serializer.data
+        by_drf = serializers.ModelSerializer.to_representation(serializer, document)
+        assert list(by_hand) == list(by_drf), document.original_filename
+        assert JSONRenderer().render(by_hand) == JSONRenderer().render(by_drf), document.original_filename
+        assert {type(v) for v in by_hand.values()} <= {str, int, float, dict, type(None)}
+
+    listed = {d["id"]: d for d in api.get(DOCUMENTS_URL + "?page_size=50").json()["results"]}
+    for document in documents:
+        reference = json.loads(JSONRenderer().render(serializers.ModelSerializer.to_representation(
+            DocumentSerializer(document), document
+        )))  # fmt: skip
+        assert listed[str(document.pk)] == reference
+    assert listed[str(ready.pk)]["ocr_pages"] == {"2": 0.91, "3": None}
+    assert listed[str(pending.pk)]["project"] == project["id"]
+    assert listed[str(failed.pk)]["error"]["type"] == "pdf_no_text"
+    assert listed[str(processing.pk)]["timings"] == {"extract": 0.25}
+    assert listed[str(taskless.pk)]["task"] is None
