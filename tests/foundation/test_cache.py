@@ -309,3 +309,47 @@ def test_count_hit_commits_its_own_transaction_asynchronously_and_no_one_elses()
         assert _synchronous_commit() == "on"
     assert "synchronous_commit" not in inside.captured_queries[-1]["sql"]
     assert cache.get("alone") == 1 and cache.get("inside") == 1
+
+
+@pytest.mark.redis
+def test_the_redis_cache_counts_a_window_in_one_round_trip(require_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distributed mode's rate-limit counter: a new window starts at 1 with its expiry, later hits add 1
+    and keep it, a plain get reads the count, concurrent hits are all counted; one round trip each (the
+    commands sent to Redis in one write, counted on redis-py's connection)."""
+    import uuid
+
+    from redis.connection import Connection
+
+    from config.cache import MeteredRedisCache
+
+    backend = MeteredRedisCache(require_redis, {"KEY_PREFIX": f"test-{uuid.uuid4().hex}"})
+    client = backend._cache.get_client(write=True)
+    assert backend.get("warm-up") is None  # the connection's own handshake is not the counter's
+    sends: list[int] = []
+    original = Connection.send_packed_command
+
+    def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+        sends.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    assert backend.count_hit("hits", 30) == 1
+    assert len(sends) == 1
+    key = backend.make_and_validate_key("hits")
+    monkeypatch.undo()
+    assert 25 <= client.ttl(key) <= 30
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    for expected in range(2, 12):
+        assert backend.count_hit("hits", 600) == expected
+    assert len(sends) == 11
+    monkeypatch.undo()
+    assert 25 <= client.ttl(key) <= 30  # the window's expiry is kept while it counts
+    assert backend.get("hits") == 11
+    client.delete(key)  # the window ended
+    assert backend.count_hit("hits", 30) == 1
+
+    threads, each = 8, 25
+    seen = all_at_once(lambda: backend.count_hit("together", 600), threads=threads, each=each)
+    assert sorted(seen) == list(range(1, threads * each + 1))
+    assert backend.get("together") == threads * each
+    client.delete(key, backend.make_and_validate_key("together"))
