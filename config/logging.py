@@ -1,10 +1,11 @@
 """Structured logging: structlog through the standard library, JSON or console rendering.
 
 Every line carries the request id (bound by django-structlog's middleware, and carried into Celery
-tasks by its Celery integration), and the tenant and user once they are known. Each request logs one
-line as it ends, ``request_finished`` (or ``request_failed``), with method, path, request_id, tenant,
-user, user agent, status and duration_ms; ``request_started`` too (at INFO) with
-``LOG_REQUEST_STARTED`` (receivers below, connected in :class:`config.apps.ProjectConfig`).
+tasks by its Celery integration), and the tenant and user once they are known. Each request logs
+``request_started`` as it arrives (method, path, request_id, the tenant header) and ``request_finished``
+(or ``request_failed``) as it ends, with method, path, request_id, tenant, user, user agent, status and
+duration_ms; ``LOG_REQUEST_STARTED=false`` sends ``request_started`` to DEBUG, for one line per request
+(receivers below, connected in :class:`config.apps.ProjectConfig`).
 """
 
 from __future__ import annotations

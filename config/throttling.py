@@ -73,8 +73,9 @@ def shared_usage(
 
 
 def _counted(request: Any, *, group: str, key: Callable[[str, Any], str], rate: str) -> dict[str, Any] | None:
-    """django-ratelimit's ``get_usage(increment=True)`` with the cache's one-statement ``count_hit``
-    (``config.cache.AtomicDatabaseCache``) for its ``add`` then ``incr``: the same key, window and answer."""
+    """django-ratelimit's ``get_usage(increment=True)`` with the cache's one-round-trip ``count_hit``
+    (``config.cache.AtomicDatabaseCache``: one statement; ``MeteredRedisCache``: one MULTI/EXEC) for its
+    ``add`` then ``incr``: the same key, window and answer."""
     if not getattr(settings, "RATELIMIT_ENABLE", True):  # django-ratelimit's own switch, as get_usage reads it
         return None
     value = key(group, request)

@@ -24,6 +24,7 @@ import weakref
 from typing import Any
 
 from django_prometheus.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 RECENT_SECONDS = 5.0  # handed out this recently and silent since: taken as healthy without a round trip
@@ -57,8 +58,9 @@ def check(conn: Any) -> None:
 
 
 def server_spoke(conn: Any) -> bool:
-    """Whether the server has written to ``conn``'s socket since it went idle (or the socket is gone)."""
-    if conn.closed or conn.broken:
+    """Whether the server has written to ``conn``'s socket since it went idle, or the connection is not
+    plainly idle (closed, broken, in a transaction): anything but quiet calls for the full check."""
+    if conn.closed or conn.broken or conn.pgconn.transaction_status != TransactionStatus.IDLE:
         return True
     poller = select.poll()
     poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)

@@ -336,3 +336,15 @@ def test_the_hand_built_representation_is_drfs_field_by_field_one(
     assert listed[str(failed.pk)]["error"]["type"] == "pdf_no_text"
     assert listed[str(processing.pk)]["timings"] == {"extract": 0.25}
     assert listed[str(taskless.pk)]["task"] is None
+
+    # the answers built from in-memory documents (upload, rename) are the ones a read gives back
+    from tests.documents.conftest import upload
+
+    fresh = upload(api, make_pdf([filler(60, 4)]), "fresh.pdf")
+    assert fresh.status_code == 202
+    uploaded_body = fresh.json()
+    assert uploaded_body.pop("duplicate") is False
+    assert uploaded_body == api.get(f"{DOCUMENTS_URL}{uploaded_body['id']}/").json()
+    renamed = api.patch(detail(pending), {"title": "Renamed"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Renamed"
+    assert renamed.json() == api.get(detail(pending)).json()

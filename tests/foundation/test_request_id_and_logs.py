@@ -73,9 +73,10 @@ def _events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]
     return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
 
 
-def test_one_line_per_request_by_default_carrying_everything(
-    caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any
+def test_one_line_per_request_without_log_request_started_carrying_everything(
+    caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any, settings: Any
 ) -> None:
+    settings.DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG  # what LOG_REQUEST_STARTED=false sets
     caplog.set_level(logging.INFO, logger="django_structlog")
     response = api.get("/api/v1/_t/echo?x=1", HTTP_X_REQUEST_ID="trace-me-12346", HTTP_USER_AGENT="probe/1.0")
     assert response.status_code == 200
@@ -93,9 +94,8 @@ def test_one_line_per_request_by_default_carrying_everything(
 
 
 def test_request_events_carry_method_path_status_duration_ids_tenant_and_user(
-    caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any, settings: Any
+    caplog: pytest.LogCaptureFixture, api: APIClient, user: Any, tenant: Any
 ) -> None:
-    settings.DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.INFO  # what LOG_REQUEST_STARTED=true sets
     caplog.set_level(logging.INFO, logger="django_structlog")
     response = api.get("/api/v1/_t/echo?x=1", HTTP_X_REQUEST_ID="trace-me-12345")
     assert response.status_code == 200 and response.json() == {"user": str(user.pk)}
@@ -157,7 +157,7 @@ def test_log_format_and_level(log_format: str, capsys: pytest.CaptureFixture[str
         logging.config.dictConfig(build_logging("console", settings.LOG_LEVEL))
 
 
-@pytest.mark.parametrize(("value", "level"), [(None, "DEBUG"), ("false", "DEBUG"), ("true", "INFO")])
+@pytest.mark.parametrize(("value", "level"), [(None, "INFO"), ("false", "DEBUG"), ("true", "INFO")])
 def test_log_request_started_sets_the_start_events_level(
     subprocess_env: dict[str, str], value: str | None, level: str
 ) -> None:
