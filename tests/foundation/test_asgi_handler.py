@@ -200,3 +200,31 @@ async def test_a_streaming_response_is_closed_after_it_is_sent(handler: DocuMind
     assert names[0] == "request_started" and names[1] == "http.response.start"
     assert names[-1] == "request_finished" and names.count("request_finished") == 1  # after the last body message
     assert names.count("http.response.body") >= 2
+
+
+def test_the_served_application_leaves_its_start_up_heap_out_of_the_garbage_collector(
+    subprocess_env: dict[str, str],
+) -> None:
+    """``config.asgi`` freezes what exists once it is loaded, so the collector's full collections (which stop
+    the event loop) walk only what the requests made since, not Django and its libraries."""
+    import subprocess
+    import sys
+
+    from tests.subprocesses import BASE_DIR
+
+    script = (
+        "import gc\n"
+        "before = gc.get_freeze_count()\n"
+        "import config.asgi\n"
+        "import django.urls, rest_framework.views\n"
+        "tracked = set(map(id, gc.get_objects()))\n"
+        "print(before, gc.get_freeze_count(), id(config.asgi.application.application_mapping) in tracked)\n"
+    )
+    env = dict(subprocess_env, DJANGO_SETTINGS_MODULE="config.settings.local")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, frozen, still_collected = done.stdout.split()[-3:]
+    assert before == "0" and int(frozen) > 50_000  # Django, DRF, Channels and the apps, at the least
+    assert still_collected == "False"  # the router's own mapping is among the frozen objects
