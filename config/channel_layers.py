@@ -12,6 +12,20 @@ channel only when this process holds the channel's advisory lock, taken by the f
 listener (it stays in the table until it expires). And when the ``LISTEN`` connection dies, the
 library keeps its "listening" flag set, so nothing would ever listen again in that process: here the
 listener reconnects, and catches up on the messages of its channels sent meanwhile.
+
+:func:`probe_layer` is the readiness round trip on any layer. On the Redis layer of the distributed
+mode (``channels_redis``) it must use a channel made by ``new_channel()`` with its default prefix,
+the call every consumer makes: that library receives all the process-specific channels of a process
+through one loop guarded by one lock, and whoever holds the lock pops only the Redis key of *its own*
+channel's prefix (``asgispecific.<client prefix>!``), blocking on it (``BZPOPMIN``, 5 s at a time, again
+and again) until a message arrives there, then hands each message to the buffer of the channel it names.
+A probe on another prefix (``health.``, as it was) sent to another key, which only the probe itself
+would pop once it held the lock: while a single socket was open and idle, its receive held the lock
+for good, and every probe timed out (0/3 readiness answers under the chat benchmark; 3/3 timeouts with
+one idle receiver). On the consumers' prefix, the probe travels the path socket events take, and
+waits as they do: the library pops a process's messages oldest first, one at a time (a few Redis
+round trips and loop turns each), so when events arrive faster than this process delivers them for
+longer than the check's timeout, socket events are that late too and readiness says so (503).
 """
 
 from __future__ import annotations
@@ -183,15 +197,35 @@ class PostgresChannelLayer(core.PostgresChannelLayer):
                 pass  # a late answer to an earlier probe that gave up
 
 
+# The generic probe's channel per layer and event loop, as PostgresChannelLayer keeps its own: one
+# channel reused with a nonce, not one per call, so that the answer to a probe that gave up (it lands
+# in the channel's receive buffer after the probe cancelled its receive) is read and skipped by the
+# next probe instead of staying in that buffer for the life of the process.
+_PROBES: weakref.WeakKeyDictionary[
+    Any, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, asyncio.Lock]]
+] = weakref.WeakKeyDictionary()
+
+
 async def probe_layer(layer: Any, timeout: float) -> None:
-    """A round trip on any channel layer: its own :meth:`probe` when it has one, else send then receive."""
+    """A round trip on any channel layer within ``timeout`` seconds: its own :meth:`probe` when it has one,
+    else send to this process's probe channel and receive it back.
+
+    The probe channel comes from ``new_channel()`` with the default prefix, like every consumer's (see
+    the module docstring: on ``channels_redis`` another prefix is never served while a socket waits).
+    Raises ``TimeoutError`` when the layer does not deliver in time, and the layer's own error when it
+    cannot send or receive.
+    """
     if hasattr(layer, "probe"):
         await layer.probe(timeout)
         return
+    loop = asyncio.get_running_loop()
+    probes = _PROBES.setdefault(layer, weakref.WeakKeyDictionary())
     async with asyncio.timeout(timeout):
-        channel = await layer.new_channel("health.")
-        nonce = uuid.uuid4().hex
-        await layer.send(channel, {"type": "health.ping", "nonce": nonce})
-        message = await layer.receive(channel)
-    if message.get("nonce") != nonce:
-        raise RuntimeError("the channel layer returned another message")
+        if loop not in probes:
+            probes.setdefault(loop, (await layer.new_channel(), asyncio.Lock()))
+        channel, lock = probes[loop]
+        async with lock:
+            nonce = uuid.uuid4().hex
+            await layer.send(channel, {"type": "health.ping", "nonce": nonce})
+            while (await layer.receive(channel)).get("nonce") != nonce:
+                pass  # a late answer to an earlier probe that gave up
