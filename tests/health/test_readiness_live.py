@@ -1,5 +1,8 @@
 """Readiness against a real daphne on the test database: steady when idle, honest when the layer breaks.
 
+Over Redis (``channels_redis``, the distributed mode) the probe used to time out as soon as one socket
+was open: see ``tests/health/test_readiness_redis.py`` for why, and for the same under load in process.
+
 The embedded default's channel layer is PostgreSQL LISTEN/NOTIFY (``config/channel_layers.py``); its
 round trip is what ``check_channel_layer`` measures. It used to answer 503 on most calls of an idle
 server (the probe sent before it held the channel, so the listener dropped the notification).
@@ -7,6 +10,7 @@ server (the probe sent before it held the channel, so the listener dropped the n
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -85,3 +89,28 @@ def test_sockets_and_probes_do_not_pile_up_advisory_locks(user: Any, tmp_path: P
             assert httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200
         after = _advisory_locks(env["DATABASE_URL"])
     assert after - before < 3, (before, after)
+
+
+@pytest.mark.redis
+def test_readiness_over_redis_is_steady_while_sockets_are_open(user: Any, require_redis: str, tmp_path: Path) -> None:
+    """Every open socket's consumer waits in the Redis layer's receive (one of them holding its lock): the
+    probe answers through the same receive loop, 200 every time, well within the check's timeout."""
+    from websockets.sync.client import connect
+
+    from accounts.authentication import tokens_for_user
+
+    env = build_subprocess_env(REDIS_URL=require_redis, LOG_LEVEL="WARNING")
+    token = tokens_for_user(user)["access"]
+    with daphne_server(env, tmp_path / "daphne.log") as base, contextlib.ExitStack() as stack:
+        url = base.replace("http://", "ws://") + f"/ws/chat/?token={token}"
+        sockets = [stack.enter_context(connect(url, open_timeout=10)) for _ in range(10)]
+        for ws in sockets:
+            ws.send('{"type": "ping"}')
+            assert "pong" in ws.recv(timeout=10)
+        answers = []
+        for _ in range(10):
+            response = httpx.get(f"{base}/api/v1/health/ready", timeout=10)
+            answers.append((response.status_code, response.json()["checks"]["channel_layer"]))
+    assert [status for status, _ in answers] == [200] * 10, answers
+    assert {check["backend"] for _, check in answers} == {"RedisChannelLayer"}, answers
+    assert max(check["latency_ms"] for _, check in answers) < 1000, answers
