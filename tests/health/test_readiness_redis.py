@@ -124,9 +124,12 @@ class SocketCrowd:
             await self._stop()
 
     async def _stop(self) -> None:
-        """Cancel every task, again while some are left: a receiver cancelled in the middle of its Redis
-        commands sometimes loses the cancellation (somewhere in channels_redis/redis-py) and goes on
-        blocking on BZPOPMIN for good; another cancel at that await ends it."""
+        """Cancel every task, again while some are left. On Python 3.11, ``asyncio.wait_for`` can lose a
+        cancel that arrives just as its inner task finishes (CPython gh-86296); redis-py writes each command
+        through ``wait_for`` (``socket_timeout`` is set), so a cancel landing while the receiver that holds
+        channels_redis's receive lock sends a command is lost, and that receiver goes on as an ordinary one
+        (the others keep getting their messages). A second cancel ends it; under daphne, the application
+        close timeout (10 s) gives it."""
         pending = set(self.tasks)
         for _ in range(20):
             for task in pending:
