@@ -50,6 +50,7 @@ def _common(request: HttpRequest) -> dict[str, Any]:
         "request_id": getattr(request, "request_id", None) or get_request_id(),
         "tenant": _tenant(request),
         "user": _user(request),
+        "user_agent": request.META.get("HTTP_USER_AGENT"),
     }
 
 
@@ -63,21 +64,14 @@ def request_finished_metadata(
     request: HttpRequest, response: HttpResponseBase, log_kwargs: dict[str, Any], **kwargs: Any
 ) -> None:
     """django-structlog ``bind_extra_request_finished_metadata``: status and duration."""
-    log_kwargs.update(
-        _common(request),
-        status=response.status_code,
-        duration_ms=_duration_ms(request),
-        user_agent=request.META.get("HTTP_USER_AGENT"),
-    )
+    log_kwargs.update(_common(request), status=response.status_code, duration_ms=_duration_ms(request))
 
 
 def request_failed_metadata(
     request: HttpRequest, exception: BaseException, log_kwargs: dict[str, Any], **kwargs: Any
 ) -> None:
     """django-structlog ``bind_extra_request_failed_metadata``: an exception became a 500."""
-    log_kwargs.update(
-        _common(request), status=500, duration_ms=_duration_ms(request), user_agent=request.META.get("HTTP_USER_AGENT")
-    )
+    log_kwargs.update(_common(request), status=500, duration_ms=_duration_ms(request))
 
 
 # Credentials that travel in URLs (the chat socket's ``?token=``) never reach a log line.
