@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
-
 logger = logging.getLogger(__name__)
 
 # pypdf logs a warning for every odd font or broken xref it works around: thousands on real files.
@@ -122,6 +119,18 @@ def clean_text(text: str) -> str:
 # --- guards -----------------------------------------------------------------------------------
 
 
+def _task_time_limit() -> type[BaseException]:
+    """The Celery task's soft time limit, which a page's broad ``except`` must let through.
+
+    Looked up only when an exception is being matched: the sandbox child imports this module for
+    every document, and Celery (with Django's settings) would add ~75 ms to its start-up. Celery's
+    ``SoftTimeLimitExceeded`` is billiard's class, re-exported.
+    """
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    return SoftTimeLimitExceeded
+
+
 @contextmanager
 def page_budget(seconds: float) -> Iterator[None]:
     """Interrupt pure-Python work on a page after ``seconds`` (main thread only; else a no-op here).
@@ -152,8 +161,13 @@ class PdfExtractor(ABC):
     name: str = ""
 
     def __init__(self, *, page_timeout: float | None = None, max_page_chars: int | None = None) -> None:
-        self.page_timeout = settings.PDF_PAGE_TIMEOUT_SECONDS if page_timeout is None else page_timeout
-        self.max_page_chars = settings.PDF_MAX_PAGE_CHARS if max_page_chars is None else max_page_chars
+        if page_timeout is None or max_page_chars is None:
+            from django.conf import settings
+
+            page_timeout = settings.PDF_PAGE_TIMEOUT_SECONDS if page_timeout is None else page_timeout
+            max_page_chars = settings.PDF_MAX_PAGE_CHARS if max_page_chars is None else max_page_chars
+        self.page_timeout = page_timeout
+        self.max_page_chars = max_page_chars
 
     @abstractmethod
     def page_count(self, source: Source) -> int:
@@ -204,7 +218,7 @@ class PdfExtractor(ABC):
         except PageTimeout:
             logger.warning("pdf_page_timeout", extra={"page": index + 1, "extractor": self.name})
             return PageText(index + 1, "", skipped=True)
-        except SoftTimeLimitExceeded:
+        except _task_time_limit():
             raise  # the task's time is up (CELERY_TASK_SOFT_TIME_LIMIT): not this page's fault
         except Exception as exc:  # a broken page must not sink the document
             logger.warning(
@@ -352,7 +366,7 @@ class PdfiumExtractor(PdfExtractor):
                 self._fallback = PypdfExtractor(page_timeout=0, max_page_chars=self.max_page_chars)
                 self._fallback_handle = self._fallback._open(self._source)  # type: ignore[arg-type]
             return self._fallback._page_text(self._fallback_handle, index)  # type: ignore[union-attr]
-        except SoftTimeLimitExceeded:
+        except _task_time_limit():
             raise
         except Exception as exc:
             logger.warning("pdf_rtl_fallback_failed", extra={"page": index + 1, "error": str(exc)[:200]})
@@ -372,7 +386,10 @@ EXTRACTORS: dict[str, type[PdfExtractor]] = {"pypdf": PypdfExtractor, "pypdfium2
 
 def get_extractor(name: str | None = None) -> PdfExtractor:
     """A fresh extractor: ``name`` or ``settings.PDF_EXTRACTOR``."""
-    name = name or settings.PDF_EXTRACTOR
+    if not name:
+        from django.conf import settings
+
+        name = settings.PDF_EXTRACTOR
     try:
         return EXTRACTORS[name]()
     except KeyError:

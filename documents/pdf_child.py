@@ -30,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from documents.sandbox import vm_hwm_kb
+from documents.procfs import vm_hwm_kb
 
 EXIT_TOO_COMPLEX = 75
 STARTED = time.monotonic()

@@ -48,6 +48,8 @@ from typing import Any
 
 import msgpack
 
+from documents.procfs import vm_hwm_kb
+
 logger = logging.getLogger(__name__)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -113,18 +115,6 @@ def _preexec(limits: Limits, parent_pid: int) -> Callable[[], None]:
             os._exit(1)
 
     return apply
-
-
-def vm_hwm_kb(pid: int | str = "self") -> int:
-    """The peak resident set of a live process (``VmHWM``, kB); 0 when unknown (gone, not Linux)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:  # noqa: PTH123 (hot path: no Path object)
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 @dataclass

@@ -6,6 +6,7 @@ parent dies must die too.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -150,3 +151,16 @@ def test_a_worker_under_a_lower_cpu_hard_limit_still_starts_children() -> None:
         env={**os.environ, "PYTHONPATH": str(Path.cwd())},
     )
     assert done.stdout.strip() == "open,done 0", done.stderr[-2000:]
+
+
+def test_the_child_starts_without_django_or_celery() -> None:
+    """Every document pays the child's start-up: what it imports stays light (Celery and Django's
+    settings once cost it ~75 ms, half its start-up)."""
+    script = (
+        "import json, sys, documents.pdf_child, documents.extraction, pypdfium2; print(json.dumps(list(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path.cwd(), capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert not loaded & {"django", "celery", "billiard", "kombu", "pypdf"}
