@@ -318,7 +318,7 @@ def tokens_logout(*, user: User, raw: str) -> None:
 def family_revoke(*, user: User, family_id: Any, reason: str) -> None:
     """Refuse every token of one sign-in from now on, and close its sockets."""
     RevokedTokenFamily.objects.get_or_create(pk=family_id, defaults={"user": user, "reason": reason})
-    _close_sockets(user.pk, family=str(family_id))
+    close_user_sockets(user.pk, family=str(family_id))
 
 
 # How long past the refresh lifetime a revoked family's row is kept: the web processes' clocks may
@@ -365,12 +365,14 @@ def user_revoke_tokens(*, user: User) -> int:
     created = BlacklistedToken.objects.bulk_create(
         [BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True
     )
-    _close_sockets(user.pk)
+    close_user_sockets(user.pk)
     return len(created)
 
 
-def _close_sockets(user_id: Any, family: str | None = None) -> None:
-    """After commit, tell the user's sockets (those of ``family``, or all) to close with 4401."""
+def close_user_sockets(user_id: Any, family: str | None = None) -> None:
+    """After commit, tell the user's sockets (those of ``family``, or all) to close with 4401.
+
+    An API key's sockets are those of its service account (:func:`integrations.services.api_key_revoke`)."""
 
     def send() -> None:
         from channels.layers import get_channel_layer

@@ -4,7 +4,9 @@
 ``connect()`` before serving (an access token in ``?token=``, an API key offered as the subprotocol
 ``apikey.<key>``, or a bare connection whose first frame is ``{"type": "auth", "api_key": ...}``
 within ``CHAT_SOCKET_AUTH_SECONDS``), re-checks the token or key before every frame, and closes with
-4401 (missing, bad, expired or revoked) or 4403 (inactive user or tenant). The protocol itself is
+4401 (missing, bad, expired or revoked) or 4403 (inactive user or tenant). Revoking a user's tokens or
+an API key closes their open sockets at once (``auth.revoked`` to the user's group: a key's sockets
+are its service account's), and a key's socket closes when the key expires. The protocol itself is
 described in :mod:`chat.consumers`.
 
 Where things run: the methods are coroutines on the event loop; each database check runs on a chat
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import session_from_access_token
@@ -80,6 +83,7 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
     api_key: Any = None  # the integrations.APIKey when a key authenticated the socket
     awaiting_auth = False  # a bare connection waiting for its first-frame ``auth``
     auth_timer: asyncio.Task[None] | None = None
+    expiry_timer: asyncio.Task[None] | None = None  # closes a key socket when its key expires
     closed_for: int | None = None  # the close code once the server closed this socket
 
     async def _start(self, user: Any) -> None:
@@ -103,7 +107,7 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
                 key = await db.run(api_key_verify, raw=raw_key)
                 user = key.user
                 user.tenant = key.tenant
-                self.api_key = key
+                self._serve_key(key)
             else:
                 self.session = await db.run(session_from_access_token, raw=token or "")
                 user = self.session.user
@@ -144,9 +148,28 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
             return
         user = key.user
         user.tenant = key.tenant
-        self.api_key = key
+        self._serve_key(key)
         await self._start(user)
         await self.send_json({"type": "auth.ok", "scopes": list(key.scopes)})
+
+    def _serve_key(self, key: Any) -> None:
+        """Act as ``key``; a key with an expiry closes its socket (4401) when it passes."""
+        self.api_key = key
+        if key.expires_at is not None:
+            seconds = max(0.0, (key.expires_at - timezone.now()).total_seconds())
+            self.expiry_timer = asyncio.get_running_loop().create_task(self._expire_after(seconds))
+
+    async def _expire_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.closed_for:
+            await self.close_for(CLOSE_UNAUTHENTICATED)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Stop this socket's timers, then disconnect as usual."""
+        for timer in (self.auth_timer, self.expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        await super().websocket_disconnect(message)
 
     def check_scope(self, frame_type: str) -> None:
         """For key sockets: the ``chat`` scope for chat frames (an ``insufficient_scope`` error event)."""
@@ -187,9 +210,10 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     async def auth_revoked(self, event: dict[str, Any]) -> None:
-        """The user's tokens (all, or this sign-in's ``family``) were revoked: close with 4401."""
-        if self.api_key is not None:  # a person's sign-ins, not this key's account
+        """The user's tokens (all, or this sign-in's ``family``) were revoked, or the API key whose
+        service account this socket acts as: close with 4401."""
+        if self.closed_for:
             return
-        if self.closed_for or (event.get("family") and event["family"] != self.session.family):
+        if self.api_key is None and event.get("family") and event["family"] != self.session.family:
             return
         await self.close_for(CLOSE_UNAUTHENTICATED)

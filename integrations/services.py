@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.tokens import close_user_sockets
 from audit.services import audit_record
 from config.errors import Conflict, ValidationFailed
 from integrations import netguard
@@ -126,6 +127,7 @@ def api_key_revoke(*, key: APIKey) -> APIKey:
         key.save(update_fields=["revoked_at"])
         User.objects.filter(pk=key.user_id).update(is_active=False)
         audit_record(action="api_key.revoked", tenant=key.tenant, target=key, details={"prefix": key.prefix})
+        close_user_sockets(key.user_id)  # the key's open sockets close with 4401 once this commits
     return key
 
 

@@ -128,10 +128,43 @@ async def test_key_without_chat_scope_gets_insufficient_scope(open_socket: Any, 
 
 
 async def test_key_revoked_while_connected_closes_at_next_frame(open_socket: Any, make_key: Any) -> None:
+    """The per-frame re-check: revoked without any message to the socket (another process, a lost event)."""
     key, raw = await sync_to_async(make_key)(["chat"])
     comm = open_socket(subprotocols=[f"apikey.{raw}"])
     ok, _ = await comm.connect(timeout=10)
     assert ok
-    await sync_to_async(api_key_revoke)(key=key)
+    await sync_to_async(APIKey.objects.filter(pk=key.pk).update)(revoked_at=timezone.now())
     await comm.send_json_to({"type": "chat.message", "content": "still there?"})
     assert await _close_code(comm) == 4401
+
+
+@pytest.mark.parametrize("how", ["subprotocol", "first_frame"])
+async def test_revoking_a_key_closes_its_open_sockets_at_once(open_socket: Any, make_key: Any, how: str) -> None:
+    """Attack: keep a socket open on a key that was revoked; it closes with 4401 without another frame,
+    and a socket of another key of the same tenant stays open."""
+    key, raw = await sync_to_async(make_key)(["chat"])
+    _, other_raw = await sync_to_async(make_key)(["chat"])
+    if how == "subprotocol":
+        comm = open_socket(subprotocols=[f"apikey.{raw}"])
+        ok, _ = await comm.connect(timeout=10)
+    else:
+        comm = open_socket()
+        ok, _ = await comm.connect(timeout=10)
+        await comm.send_json_to({"type": "auth", "api_key": raw})
+        assert (await comm.receive_json_from(timeout=5))["type"] == "auth.ok"
+    assert ok
+    other = open_socket(subprotocols=[f"apikey.{other_raw}"])
+    assert (await other.connect(timeout=10))[0]
+    await sync_to_async(api_key_revoke)(key=key)
+    assert await _close_code(comm, timeout=10) == 4401
+    await other.send_json_to({"type": "ping"})
+    assert (await other.receive_json_from(timeout=5))["type"] == "pong"
+
+
+async def test_a_key_socket_closes_when_the_key_expires(open_socket: Any, make_key: Any) -> None:
+    _, raw = await sync_to_async(make_key)(["chat"], expires_at=timezone.now() + timedelta(seconds=2))
+    comm = open_socket(subprotocols=[f"apikey.{raw}"])
+    assert (await comm.connect(timeout=10))[0]
+    await comm.send_json_to({"type": "ping"})
+    assert (await comm.receive_json_from(timeout=5))["type"] == "pong"
+    assert await _close_code(comm, timeout=10) == 4401  # no frame sent: the expiry alone closes it
