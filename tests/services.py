@@ -71,6 +71,10 @@ def compose_missing() -> str | None:
 
 
 def chromium_binary() -> str | None:
+    """``CHROMIUM_PATH`` when set (it must exist), else Debian's ``chromium`` (or a similar name) on PATH."""
+    if os.environ.get("CHROMIUM_PATH"):
+        path = os.environ["CHROMIUM_PATH"]
+        return path if os.path.exists(path) else None  # noqa: PTH110
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
@@ -80,7 +84,7 @@ def chromium_binary() -> str | None:
 
 def chromium_missing() -> str | None:
     if chromium_binary() is None:
-        return "chromium not available: install Debian's chromium package"
+        return "chromium not available: install Debian's chromium package (or set CHROMIUM_PATH to a browser)"
     if importlib.util.find_spec("playwright") is None:
         return "chromium not available: the playwright package is not installed"
     return None

@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fake_openai import FakeOpenAI
+from tests.services import chromium_binary, require_service
 from tests.subprocesses import build_subprocess_env, daphne_server, launch_celery_worker, stop_process_group
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM = chromium_binary() or "/usr/bin/chromium"  # CHROMIUM_PATH, else Debian's chromium on PATH
 # Debian's chromium in a closed network: no background fetches, no sandbox (containers), no GPU.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,23 +42,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MAX_UPLOAD_MB = 1
 
 
-def browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright is not installed (pip install -r requirements/local.txt)"
-    if not Path(CHROMIUM).exists():
-        return f"no browser at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
-    return None
-
-
 def require_browser() -> None:
-    reason = browser_missing()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and the browser tests cannot run: {reason}")
-    pytest.skip(f"browser tests skipped: {reason}")
+    """The ``chromium`` service (tests/services.py): skipped with the reason locally, failing under CI."""
+    require_service("chromium")
 
 
 @dataclass

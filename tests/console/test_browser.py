@@ -21,7 +21,7 @@ from tests.accounts.conftest import PASSWORD
 from tests.console.conftest import MAX_UPLOAD_MB, Console, screenshot
 from tests.documents.pdfs import MINUTES_PAGES, MINUTES_QUESTION, make_pdf
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.chromium]
 
 LONG_REPLY = "The cat is called Marmalade [1]. " + " ".join(f"word{i}" for i in range(80)) + " The end."
 
