@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -201,6 +204,63 @@ def test_oversized_and_non_pdf_files_are_refused_with_their_reasons(console: Con
     assert not Document.objects.exists()
 
 
+def test_several_files_at_once_and_a_dropped_file_are_uploaded(console: Console, user: User) -> None:
+    page = console.new_page()
+    sign_in(page, user)
+    expect(page.get_by_text("No documents yet")).to_be_visible()
+    files = {
+        name: make_pdf([f"The {name} report of the harbour committee, with its budget and its schedule."])
+        for name in ("first", "second", "dropped")
+    }
+    page.get_by_label("Upload PDF").set_input_files(
+        [{"name": f"{name}.pdf", "mimeType": "application/pdf", "buffer": files[name]} for name in ("first", "second")]
+    )
+    # drag and drop: a DataTransfer holding the third file, built in the page from its bytes
+    transfer = page.evaluate_handle(
+        """([name, data]) => {
+          const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([bytes], name, { type: "application/pdf" }));
+          return transfer;
+        }""",
+        ["dropped.pdf", base64.b64encode(files["dropped"]).decode()],
+    )
+    page.locator("#dropzone").dispatch_event("drop", {"dataTransfer": transfer})
+    for name in files:
+        row = page.locator("#documents tbody tr").filter(has_text=name)
+        expect(row.locator(".status")).to_have_text("Ready", timeout=90_000)
+    stored = Document.objects.filter(owner=user).values_list("original_filename", "sha256")
+    assert sorted(name for name, _ in stored) == ["dropped.pdf", "first.pdf", "second.pdf"]
+    assert len({digest for _, digest in stored}) == 3
+
+
+def test_a_quota_refusal_says_how_long_to_wait_in_words(console: Console, user: User) -> None:
+    upload_ready_document(console, user)
+    tenant = user.tenant
+    tenant.settings = {**tenant.settings, "user_daily_token_quota": 1}
+    tenant.save()
+    page = console.new_page()
+    sign_in(page, user)
+    page.goto("/console/chat")
+    ask(page)
+    refusal = page.get_by_text(re.compile(r"quota.* Try again in \d+ (seconds|minutes|hours)\.$")).first
+    expect(refusal).to_be_visible(timeout=15_000)
+    # the quota resets at midnight UTC: the wait is said in the unit that fits it, not in raw seconds
+    now = datetime.now(UTC)
+    seconds = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
+    number, unit = re.search(r"Try again in (\d+) (\w+)\.$", refusal.inner_text()).groups()
+    expected = (
+        ("seconds", seconds)
+        if seconds < 90
+        else ("minutes", seconds / 60)
+        if seconds < 5400
+        else ("hours", seconds / 3600)
+    )
+    assert unit == expected[0] and abs(int(number) - expected[1]) <= 1.5, (number, unit, seconds)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    assert not Message.objects.filter(session__user=user, role="assistant").exists()
+
+
 # --- chat -------------------------------------------------------------------------------------
 
 STREAMING_TEXT = """() => {
@@ -241,15 +301,24 @@ def test_ask_and_see_a_streamed_cited_answer_with_links_to_the_page(console: Con
     expect(answer.get_by_role("list", name="Sources")).to_contain_text("Committee minutes, page 2")
     screenshot(page, "chat")
 
-    # the link opens a new tab, which downloads the cited PDF (headless Chromium has no PDF viewer)
+    # the link opens the signed file URL at the page in a new tab: Chromium's PDF viewer shows it, or
+    # (a build without the viewer) the tab downloads it
+    downloads: list[Any] = []
+    console.context.on("page", lambda opened: opened.on("download", lambda download: downloads.append(download)))
     with page.expect_popup() as popup_info:
         link.click()
     popup = popup_info.value
-    popup.wait_for_load_state()
+    deadline = time.monotonic() + 30
+    while popup.url != href and not downloads and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    if downloads:
+        assert downloads[0].url.split("#")[0] == href.split("#")[0]
+        assert Path(downloads[0].path()).read_bytes() == document.file.open("rb").read()
+    else:
+        assert popup.url == href, popup.url
+    popup.close()
     response = console.context.request.get(href.split("#")[0])
     assert response.status == 200 and response.headers["content-type"] == "application/pdf"
-    assert response.body() == document.file.open("rb").read()
-    assert ("/files/" in popup.url and popup.url.endswith("#page=2")) or popup.url == "about:blank"
 
     # the session is listed and opens again with its cited answer
     page.reload()
@@ -259,6 +328,22 @@ def test_ask_and_see_a_streamed_cited_answer_with_links_to_the_page(console: Con
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("img", name=re.compile("Tokens used"))).to_be_visible()
     expect(page.get_by_role("heading", name="Today's quota")).to_be_visible()
+    # the figures are the server's: requests and tokens of both windows, what is left today
+    usage = httpx.get(
+        f"{console.base}/api/v1/usage/",
+        headers={"Authorization": f"Bearer {tokens_for_user(user)['access']}", "X-Tenant-ID": user.tenant.slug},
+        timeout=30,
+    ).json()
+    assert usage["last_24h"]["requests"] >= 1 and usage["last_24h"]["total_tokens"] > 0, usage
+    for key, label in (("last_24h", "Last 24 hours"), ("last_7d", "Last 7 days")):
+        card = page.get_by_role("region", name=label)
+        expect(card.locator("dt:has-text('Requests') + dd")).to_have_text(f"{usage[key]['requests']:,}")
+        expect(card.locator("dt:has-text('All tokens') + dd")).to_have_text(f"{usage[key]['total_tokens']:,}")
+    quota = page.get_by_role("region", name="Today's quota")
+    if usage["remaining_today"] is None:
+        expect(quota).to_contain_text("No daily limit.")
+    else:
+        expect(quota).to_contain_text(f"{usage['remaining_today']:,} tokens left today.")
     screenshot(page, "usage")
 
 

@@ -1,4 +1,4 @@
-import { ApiError, api } from "./session.js";
+import { ApiError, api, waitWords } from "./session.js";
 import { LiveSocket } from "./socket.js";
 import { el, setupShell, toast } from "./ui.js";
 
@@ -248,7 +248,7 @@ async function onEnd(event) {
 function onError(event) {
   const error = event.error || {};
   let text = error.message || "Something went wrong.";
-  if (error.details?.retry_after) text += ` Try again in ${error.details.retry_after} seconds.`;
+  if (error.details?.retry_after) text += ` Try again in ${waitWords(Number(error.details.retry_after))}.`;
   if (streaming && !streaming.messageId) {
     note(streaming.target, text, "failed");
     streaming = null;

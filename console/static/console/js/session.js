@@ -49,7 +49,8 @@ function setAccess(token) {
   accessExpires = expiryOf(token);
 }
 
-function waitWords(seconds) {
+/** A wait in words: "40 seconds", "12 minutes", "5 hours" (a 429's Retry-After, a quota's reset). */
+export function waitWords(seconds) {
   if (seconds < 90) return `${seconds} seconds`;
   const minutes = Math.ceil(seconds / 60);
   if (minutes < 90) return `${minutes} minutes`;
