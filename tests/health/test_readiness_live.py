@@ -114,3 +114,61 @@ def test_readiness_over_redis_is_steady_while_sockets_are_open(user: Any, requir
     assert [status for status, _ in answers] == [200] * 10, answers
     assert {check["backend"] for _, check in answers} == {"RedisChannelLayer"}, answers
     assert max(check["latency_ms"] for _, check in answers) < 1000, answers
+
+
+def test_readiness_is_steady_while_many_answers_stream_on_the_embedded_layer(
+    user: Any, fake_openai_server: Any, tmp_path: Path
+) -> None:
+    """The embedded default under load: 60 sockets ask at once while the answers stream (every token an
+    event through the PostgreSQL channel layer's NOTIFY) and the probe runs 20 times: 200 every time,
+    and every answer completes."""
+    import json
+    import threading
+
+    from websockets.sync.client import connect
+
+    from accounts.authentication import tokens_for_user
+    from tests.chat.conftest import HANDBOOK, make_ready_document
+
+    make_ready_document(tenant=user.tenant, owner=user, pages=HANDBOOK)
+    fake_openai_server.reset()
+    fake_openai_server.token_delay = 0.1  # seconds an answer: the probes run while all of them stream
+    env = build_subprocess_env(LOG_LEVEL="WARNING", CHAT_PROVIDER="openai", **fake_openai_server.process_env())
+    env.pop("REDIS_URL", None)
+    token = tokens_for_user(user)["access"]
+    ends: list[str] = []
+    streaming = threading.Barrier(61, timeout=60)
+
+    def ask(url: str) -> None:
+        with connect(url, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "chat.message", "content": "How many vacation days do I get?"}))
+            first_token = True
+            while True:
+                event = json.loads(ws.recv(timeout=120))
+                if event["type"] == "chat.token" and first_token:
+                    first_token = False
+                    streaming.wait()
+                if event["type"] in ("chat.end", "error"):
+                    ends.append(event.get("status") or event["type"])
+                    return
+
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            url = base.replace("http://", "ws://") + f"/ws/chat/?token={token}"
+            askers = [threading.Thread(target=ask, args=(url,), daemon=True) for _ in range(60)]
+            for thread in askers:
+                thread.start()
+            streaming.wait()  # every socket has its first token: 60 answers are streaming now
+            answers = []
+            for _ in range(20):
+                response = httpx.get(f"{base}/api/v1/health/ready", timeout=10)
+                answers.append((response.status_code, response.json()["checks"]["channel_layer"]))
+            ended_during_probes = len(ends)
+            for thread in askers:
+                thread.join(timeout=120)
+    finally:
+        fake_openai_server.reset()
+    assert [status for status, _ in answers] == [200] * 20, answers
+    assert {check["backend"] for _, check in answers} == {"PostgresChannelLayer"}, answers
+    assert ends == ["completed"] * 60, ends
+    assert ended_during_probes == 0, "the probes must run while every answer streams"
