@@ -196,3 +196,32 @@ async def test_another_users_or_unknown_answer_is_404(user: Any, session: ChatSe
         response = await client.get(path, headers=headers(who))
         assert response.status_code == 404, (path, response.status_code)
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("mode", ["stream_cut", "malformed_chunk"])
+async def test_a_model_failing_mid_stream_ends_with_an_error_event(
+    user: Any, session: ChatSession, openai_chat: Any, mode: str
+) -> None:
+    openai_chat.reply = "one two three four five six seven [1]"
+    openai_chat.set_fault(mode, endpoint="chat", after=3)
+    response = await ask(AsyncClient(), user, session)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/event-stream")
+    events = await parse(response.streaming_content)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "chat.start" and kinds[-2:] == ["error", "chat.end"], kinds
+    assert set(kinds[1:-2]) == {"chat.token"}
+    message_id = events[0]["data"]["message_id"]
+    said = "".join(e["data"]["delta"] for e in events if e["event"] == "chat.token")
+    assert said == "one two three "
+    error = events[-2]
+    # the standard envelope, as on the socket, with the stream's id (characters delivered, ended)
+    assert error["id"] == f"{len(said)}.end" and error["data"]["type"] == "error"
+    assert set(error["data"]["error"]) >= {"type", "message", "details"}
+    assert error["data"]["error"]["type"] == "upstream_stream_interrupted" and error["data"]["error"]["message"]
+    assert error["data"]["error"]["details"]["message_id"] == message_id
+    end = events[-1]["data"]
+    assert end["status"] == "failed" and end["content"] == said and events[-1]["id"] == f"{len(said)}.end"
+    await generation.drain(timeout=10)
+    message = await sync_to_async(Message.objects.get)(pk=message_id)
+    assert message.status == "failed" and message.content == said
+    assert message.error["type"] == "upstream_stream_interrupted"
