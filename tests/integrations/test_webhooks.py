@@ -5,10 +5,14 @@ with the standardwebhooks library, retries, failures, auto-disable, redelivery, 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -188,6 +192,96 @@ def test_replayed_signature_outside_the_tolerance_is_refused_by_the_receiver() -
         Webhook(secret).verify(body, future)
     fresh = signed_headers(secret=secret, message_id="msg_1", body=body)
     assert Webhook(secret).verify(body, fresh) == json.loads(body)
+
+
+class VerifyingReceiver:
+    """A real receiver on loopback that does what an integrator's does: verify each request with the
+    endpoint's secret (``standardwebhooks``, its five-minute tolerance, at the receiver's clock) and
+    answer 204, or 401 with the reason. It keeps what it got (``received``: headers, body) and its
+    verdicts. ``clock_offset`` moves the receiver's clock (the library's ``datetime.now``)."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.clock_offset = timedelta(0)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.verdicts: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.received.append((headers, body))
+                try:
+                    Webhook(outer.secret).verify(body, headers)
+                    status, verdict = 204, "accepted"
+                except WebhookVerificationError as exc:
+                    status, verdict = 401, str(exc)
+                outer.verdicts.append(verdict)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="verifying-receiver").start()
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.server.server_address[1]}/hooks/verified"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def verifying_receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[VerifyingReceiver]:
+    import standardwebhooks.webhooks as library
+
+    settings.WEBHOOK_ALLOWED_HOSTS = ["localhost"]
+    settings.WEBHOOK_TIMEOUT_SECONDS = settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS = 2.0
+    receiver = VerifyingReceiver()
+
+    class ReceiverClock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + receiver.clock_offset
+
+    monkeypatch.setattr(library, "datetime", ReceiverClock)
+    yield receiver
+    receiver.close()
+
+
+def test_our_delivery_verifies_and_a_replay_or_a_tampered_body_is_refused(
+    admin_api: Any, tenant: Any, verifying_receiver: VerifyingReceiver
+) -> None:
+    receiver = verifying_receiver
+    created = admin_api.post(URL, {"url": receiver.url, "events": ["document.ready"]}, format="json")
+    assert created.status_code == 201, created.content
+    receiver.secret = created.json()["secret"]  # shown once, kept by the integrator
+    webhook_emit(tenant=tenant, event_type="document.ready", data={"document_id": "d-1"})
+    (delivery,) = run_deliveries()
+    assert receiver.verdicts == ["accepted"]
+    assert delivery.status == "succeeded" and delivery.response_code == 204
+    ((headers, body),) = receiver.received
+    sent_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=UTC)
+    assert abs(timezone.now() - sent_at) < timedelta(seconds=30)  # stamped when sent
+    signed = {k: v for k, v in headers.items() if k.startswith("webhook-") or k == "content-type"}
+
+    def replay(content: bytes) -> int:
+        return httpx.post(receiver.url, content=content, headers=signed, timeout=5).status_code
+
+    assert replay(body) == 204  # the same request within the tolerance: the signature holds
+    tampered = body.replace(b'"d-1"', b'"d-2"')
+    assert tampered != body and replay(tampered) == 401
+    assert receiver.verdicts[-1] == "No matching signature found"
+    receiver.clock_offset = timedelta(minutes=5, seconds=30)  # the same body and headers, replayed later
+    assert replay(body) == 401
+    assert receiver.verdicts[-1] == "Message timestamp too old"
 
 
 @pytest.mark.parametrize("mode", ["error", "slow", "redirect"])
