@@ -27,10 +27,27 @@ PAGES = [
 
 
 @pytest.fixture
-def server(tmp_path: Path, celery_worker_proc: Any) -> Iterator[str]:
-    env = build_subprocess_env(EMBEDDING_PROVIDER="hashing", CHAT_PROVIDER="extractive", OPENAI_API_KEY="")
+def mail_dir(tmp_path: Path) -> Path:
+    """Where the server's e-mails land (Django's file backend: the sign-in codes)."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def web(tmp_path: Path, mail_dir: Path) -> Iterator[str]:
+    """daphne alone, for what needs no worker (signing in, projects)."""
+    env = build_subprocess_env(
+        EMBEDDING_PROVIDER="hashing", CHAT_PROVIDER="extractive", OPENAI_API_KEY="", EMAIL_FILE_PATH=str(mail_dir)
+    )
     with daphne_server(env, tmp_path / "daphne.log") as base:
         yield base
+
+
+@pytest.fixture
+def server(web: str, celery_worker_proc: Any) -> str:
+    """daphne and a Celery worker (ingestion)."""
+    return web
 
 
 @pytest.fixture
@@ -103,9 +120,10 @@ def test_scopes_and_bad_keys_surface_as_errors(server: str, admin: User) -> None
     assert wrong_password.value.type == "authentication_failed"
 
 
-def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(
-    tmp_path: Path, admin: User, fake_openai: Any
-) -> None:
+@pytest.fixture
+def slow_model_server(tmp_path: Path, admin: User, fake_openai: Any) -> Iterator[tuple[str, str]]:
+    """daphne with a chat model slow enough to cut an answer mid-way (60 words, 50 ms apart), and a
+    ``chat`` key whose account has the handbook: (base URL, the key)."""
     from integrations.services import api_key_create
     from tests.chat.conftest import make_ready_document
 
@@ -119,7 +137,13 @@ def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(
         **fake_openai.process_env(),
         CHAT_PROVIDER="openai",
     )
-    with daphne_server(env, tmp_path / "daphne.log") as base, DocuMind(base, api_key=raw) as script:
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        yield base, raw
+
+
+def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(slow_model_server: tuple[str, str]) -> None:
+    base, raw = slow_model_server
+    with DocuMind(base, api_key=raw) as script:
         session = script.create_session("stream")
         stream = script.ask_stream(session["id"], "How many vacation days do I get?")
         first = [next(stream) for _ in range(3)]  # chat.start and two tokens
@@ -142,3 +166,71 @@ def test_streamed_answers_over_sse_survive_a_drop_and_can_be_cancelled(
         with pytest.raises(DocuMindError) as finished:
             script.cancel(session["id"], start.data["message_id"])
         assert finished.value.type == "answer_finished"
+
+
+def test_the_socket_resumes_an_answer_after_a_cut(slow_model_server: tuple[str, str]) -> None:
+    base, raw = slow_model_server
+    with DocuMind(base, api_key=raw) as script:
+        session = script.create_session("resume")
+        with script.socket() as ws:
+            answer = ws.ask("How many vacation days do I get?", session_id=session["id"])
+            first = [next(answer) for _ in range(3)]  # chat.start and two tokens
+        # the socket is gone (closed mid-answer); the answer runs on at the server
+        assert first[0]["type"] == "chat.start" and [e["type"] for e in first[1:]] == ["chat.token"] * 2
+        message_id = first[0]["message_id"]
+        received = "".join(e["delta"] for e in first[1:])
+        with script.socket() as ws:
+            rest = list(ws.resume(message_id, offset=len(received)))
+        start, tokens, end = rest[0], [e for e in rest if e["type"] == "chat.token"], rest[-1]
+        assert start["type"] == "chat.start" and start["resumed"] is True and start["message_id"] == message_id
+        assert end["type"] == "chat.end" and end["status"] == "completed" and end["content"].endswith("word59")
+        # nothing lost, nothing said twice: each delta starts where the last one ended
+        position = len(received)
+        for token in tokens:
+            assert token["offset"] == position, (token, position)
+            position += len(token["delta"])
+        assert received + "".join(t["delta"] for t in tokens) == end["content"]
+        # resuming a finished answer from its end: chat.start, then chat.end, no text again
+        with script.socket() as ws:
+            again = list(ws.resume(message_id, offset=len(end["content"])))
+        assert "".join(e.get("delta", "") for e in again) == ""
+        assert again[-1]["type"] == "chat.end" and again[-1]["content"] == end["content"]
+
+
+def test_a_person_signs_in_by_code_refreshes_and_keeps_projects(web: str, admin: User, mail_dir: Path) -> None:
+    from tests.e2e.client import read_code
+
+    with DocuMind(web, tenant="lighthouse") as person:
+        with pytest.raises(DocuMindError) as no_session:
+            person.refresh()
+        assert no_session.value.type == "not_authenticated"
+        person.request_code(admin.email)
+        code = read_code(mail_dir, admin.email, after=set())
+        with pytest.raises(DocuMindError) as wrong:
+            person.verify_code(admin.email, f"{(int(code) + 1) % 1_000_000:06d}")
+        assert wrong.value.status in (400, 401) and person.tokens is None
+        signed_in = person.verify_code(admin.email, code)
+        assert person.me()["email"] == admin.email
+
+        first = dict(person.refresh())
+        assert first["access"] != signed_in["access"] and first["refresh"] != signed_in["refresh"]
+        assert person.tokens == first and person.me()["email"] == admin.email  # the new access token is used
+        second = dict(person.refresh())  # the client kept the rotated refresh token, not the spent one
+        assert second["refresh"] not in (first["refresh"], signed_in["refresh"])
+        with DocuMind(web, tenant="lighthouse", access_token=second["access"]) as elsewhere:
+            assert elsewhere.me()["email"] == admin.email
+
+        assert person.list_projects() == []
+        handbooks = person.create_project("Handbooks", "HR policies")
+        assert handbooks["name"] == "Handbooks" and handbooks["description"] == "HR policies"
+        person.create_project("Contracts")
+        assert [p["name"] for p in person.list_projects()] == ["Contracts", "Handbooks"]
+        with pytest.raises(DocuMindError) as duplicate:
+            person.create_project("Handbooks")
+        assert duplicate.value.status in (400, 409)
+        reader = person.create_api_key("reader", ["documents:read"])["key"]
+    with DocuMind(web, api_key=reader) as script:
+        assert {p["id"] for p in script.list_projects()} >= {handbooks["id"]}
+        with pytest.raises(DocuMindError) as denied:
+            script.create_project("From a reader")
+        assert (denied.value.status, denied.value.type) == (403, "insufficient_scope")
