@@ -52,6 +52,11 @@ CITATION = _object(
         "page_end": INTEGER,
         "snippet": STRING,
         "source": {"type": "string", "enum": ["text", "ocr"], "description": "the PDF's text layer or OCR of a scan"},
+        "ocr_confidence": {
+            "type": ["number", "null"],
+            "description": "OCR: the lowest recognition confidence (0-1) of the cited chunk's scanned pages; "
+            "null for the text layer",
+        },
     },
 )
 

@@ -44,8 +44,9 @@ class Message(TenantOwnedModel):
         streaming -> completed | cancelled | failed
 
     ``citations`` lists the sources the answer actually cited:
-    ``[{n, chunk_id, document_id, document_title, page_start, page_end, snippet, source}]`` (``source``:
-    ``text`` or ``ocr``, where the cited chunk's text came from).
+    ``[{n, chunk_id, document_id, document_title, page_start, page_end, snippet, source, ocr_confidence}]``
+    (``source``: ``text`` or ``ocr``, where the cited chunk's text came from; ``ocr_confidence``: the
+    lowest OCR confidence of its scanned pages, null for the text layer).
     ``error`` holds ``{"type", "message"}`` when the answer failed.
     """
 

@@ -213,6 +213,7 @@ class Source:
         return f"pages {first}-{last}"
 
     source: str = "text"  # the chunk's text came from the PDF's text layer or from OCR
+    ocr_confidence: float | None = None  # OCR: the lowest confidence of the chunk's scanned pages
 
     @property
     def pages(self) -> str:
@@ -262,6 +263,7 @@ class Source:
             "page_end": page_end,
             "snippet": snippet,
             "source": self.source,
+            "ocr_confidence": self.ocr_confidence,
         }
 
 

@@ -40,6 +40,7 @@ class CitationSerializer(serializers.Serializer):
     page_end = serializers.IntegerField(allow_null=True)
     snippet = serializers.CharField()
     source = serializers.ChoiceField(choices=Chunk.Source.choices, required=False)
+    ocr_confidence = serializers.FloatField(allow_null=True, required=False)
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -70,6 +70,7 @@ def _hits_to_sources(hits: list[Any]) -> list[Source]:
             score=float(h.score or 0.0),
             page_breaks=h.page_breaks,
             source=getattr(h, "source", "text"),
+            ocr_confidence=getattr(h, "ocr_confidence", None),
         )
         for i, h in enumerate(hits)
     ]

@@ -84,7 +84,9 @@ CHUNK_TABLE = Chunk._meta.db_table
 EMBEDDING_TABLE = ChunkEmbedding._meta.db_table
 DOCUMENT_TABLE = Document._meta.db_table
 TENANT_TABLE = Tenant._meta.db_table
-HIT_COLUMNS = "c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {score}, c.page_breaks, c.source"
+HIT_COLUMNS = (
+    "c.id, c.document_id, d.title, c.page_start, c.page_end, c.text, {score}, c.page_breaks, c.source, c.ocr_confidence"
+)
 
 Statement = tuple[str, list[Any]]  # SQL and its values
 Embedded = tuple[Sequence[float], str, int]  # a query's vector, its model and width
@@ -103,6 +105,7 @@ class _Row:
     score: float
     page_breaks: list[list[int]] | None  # [offset in text, page] of each later page (None: unknown)
     source: str  # text layer or OCR (Chunk.source)
+    ocr_confidence: float | None  # the lowest OCR confidence of the chunk's scanned pages (None: text layer)
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,9 @@ def run_batch(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
 def _rows(rows: list[tuple[Any, ...]], *, distance: bool) -> list[_Row]:
     """Result rows as :class:`_Row` (a distance becomes a cosine similarity), best first."""
     hits = [
-        _Row(r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]) if distance else float(r[6]), _json(r[7]), r[8])
+        _Row(
+            r[0], r[1], r[2], r[3], r[4], r[5], 1.0 - float(r[6]) if distance else float(r[6]), _json(r[7]), r[8], r[9]
+        )
         for r in rows
     ]
     hits.sort(key=lambda row: (-row.score, row.chunk_id))  # the HNSW plan's relaxed order: re-sort the few rows

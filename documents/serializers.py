@@ -292,6 +292,10 @@ class SearchHitSerializer(serializers.Serializer):
     source = serializers.ChoiceField(
         choices=Chunk.Source.choices, help_text="Where the text came from: text layer or OCR."
     )
+    ocr_confidence = serializers.FloatField(
+        allow_null=True,
+        help_text="OCR text: the lowest recognition confidence (0-1) of the chunk's scanned pages; null for the text layer.",
+    )
     score = serializers.FloatField()
     retrievers = serializers.ListField(child=serializers.ChoiceField(choices=["semantic", "keyword"]))
 
@@ -321,6 +325,7 @@ def search_response(*, query: str, mode: str, top_k: int, hits: list[SearchHit])
                 "page_end": hit.page_end,
                 "text": hit.text,
                 "source": hit.source,
+                "ocr_confidence": hit.ocr_confidence,
                 "score": float(hit.score),
                 "retrievers": list(hit.retrievers),
             }

@@ -70,10 +70,11 @@ def test_search_api_returns_ranked_chunks(api: APIClient, corpus: Document) -> N
         "page_end",
         "text",
         "source",
+        "ocr_confidence",
         "score",
         "retrievers",
     }
-    assert first["source"] == "text"
+    assert first["source"] == "text" and first["ocr_confidence"] is None
     assert first["document_id"] == str(corpus.pk)
     assert KNOWN_SENTENCE in first["text"]
     assert first["retrievers"] == ["semantic", "keyword"]
