@@ -229,7 +229,8 @@ def main(argv: list[str]) -> int:
 
 
 def run_selftest(config: dict[str, Any], writer: Writer, watchdog: Watchdog) -> None:
-    """Behave as told (``allocate_mb``, ``spin_seconds``, ``sleep_seconds``, ``crash``); tests of the limits."""
+    """Behave as told (``allocate_mb``, ``spin_seconds``, ``sleep_seconds``, ``crash``; ``pages``: that many
+    pages of ``page_sleep_seconds`` each, a ``page`` message after each); tests of the limits."""
     threading.Thread(target=watch_stdin, args=(queue.Queue(),), daemon=True).start()
     writer.send({"t": "open", "pid": os.getpid()})
     watchdog.begin(1)
@@ -248,6 +249,11 @@ def run_selftest(config: dict[str, Any], writer: Writer, watchdog: Watchdog) -> 
     if config.get("crash"):
         os.abort()
     watchdog.end()
+    for number in range(1, int(config.get("pages", 0)) + 1):
+        watchdog.begin(number)
+        time.sleep(float(config.get("page_sleep_seconds", 0)))
+        watchdog.end()
+        writer.send({"t": "page", "n": number})
     writer.send({"t": "done"})
 
 

@@ -5,6 +5,7 @@
 * :func:`image_bomb` — one page with a tiny Flate image stream declaring 40000×40000 pixels.
 * :func:`million_glyph_page` — a page whose content stream shows a million glyphs.
 * :func:`looping_page_tree` — a page tree whose ``/Kids`` point back at itself.
+* :func:`wordy_pages` — ordinary pages, each with ~60,000 characters of text (more in all than a pipe holds).
 * :func:`ccitt_scan` — a real scan-like page: text rendered to a 1-bit image, stored as CCITT G4 by PIL.
 * :func:`photo_pdf` — a page holding a noisy greyscale picture with no words in it.
 """
@@ -89,6 +90,15 @@ def million_glyph_page(glyphs: int = 1_000_000) -> bytes:
     """One page showing ``glyphs`` characters, each in its own text-showing operator."""
     body = b"BT /F1 1 Tf 10 700 Td " + b"(a) Tj " * glyphs + b"ET"
     objects = _pages_with_content(1, 4, font=True)
+    objects.append(stream(body))
+    return build_pdf(objects)
+
+
+def wordy_pages(pages: int = 40, lines: int = 600, width: int = 100) -> bytes:
+    """``pages`` pages sharing one content stream of ``lines`` lines of ``width`` characters (tiny type)."""
+    line = (b"lorem ipsum dolor sit amet " * (width // 27 + 1))[:width]
+    body = b"BT /F1 1 Tf 1 TL 10 780 Td " + b"".join(b"(" + line + b") '\n" for _ in range(lines)) + b"ET"
+    objects = _pages_with_content(pages, 3 + pages, font=True)
     objects.append(stream(body))
     return build_pdf(objects)
 

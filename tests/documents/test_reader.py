@@ -38,6 +38,22 @@ def test_text_pages_stream_in_order_with_their_source() -> None:
     ]
 
 
+def test_the_first_page_is_yielded_while_the_child_still_extracts() -> None:
+    """Pages stream: 40 pages of ~60,000 characters are more than the pipe holds, so the child cannot
+    have written them all (nor its ``done``) when the first page reaches the consumer. A reader that
+    gathered every page before yielding would have seen ``done`` and reaped the child by then."""
+    with PageReader(hostile.wordy_pages(pages=40), CONFIG) as reader:
+        pages = iter(reader)
+        first = next(pages)
+        assert first.number == 1 and len(first.text) > 50_000
+        child = reader._extract
+        assert child is not None and not child.finished and child.stats.returncode is None
+        assert not reader._state.extract_done  # its "done" message has not arrived
+        assert psutil.Process(child.process.pid).status() != psutil.STATUS_ZOMBIE  # still running
+        rest = [page.number for page in pages]
+    assert rest == list(range(2, 41)) and reader._state.extract_done
+
+
 def test_broken_and_encrypted_files_keep_their_typed_errors() -> None:
     with pytest.raises(PdfInvalid):
         read_pages(b"%PDF-1.7\nthis is not a pdf at all", config=CONFIG)

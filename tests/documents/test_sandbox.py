@@ -77,6 +77,28 @@ def test_the_parent_kills_a_child_that_stays_silent_too_long() -> None:
     assert failed.value.reason == "time"
 
 
+def test_the_run_limit_kills_a_child_that_answers_each_page_in_time_but_takes_too_long_in_all() -> None:
+    """Every page well within the per-page limit (which resets with each message), the run longer than
+    ``total_seconds`` (``EXTRACT_TIMEOUT_SECONDS``): the parent kills the child at the run limit."""
+    limits = Limits(256, 60, item_seconds=10, total_seconds=2)
+    child = Child("selftest", {"pages": 40, "page_sleep_seconds": 0.25}, limits)
+    messages: list[dict] = []
+    try:
+        with pytest.raises(ChildFailed) as failed:
+            while not child.finished:
+                messages += child.receive(0.2)
+        seconds = time.monotonic() - child.started
+    finally:
+        child.close()
+    assert (failed.value.reason, failed.value.message) == ("time", "took more than 2 s in all")
+    pages = [m["n"] for m in messages if m["t"] == "page"]
+    assert 3 <= len(pages) < 40 and "done" not in [m["t"] for m in messages]  # pages came; the run was cut
+    assert 2 <= seconds < 3.5
+    pid = messages[0]["pid"]
+    assert child.stats.returncode == -signal.SIGKILL  # killed and reaped by the parent
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
 def test_a_crash_is_reported_as_such() -> None:
     child, _, _ = run({"crash": True})
     assert child.crashed() and child.stats.returncode == -signal.SIGABRT
