@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from typing import Any
 
 import pytest
+import structlog
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from accounts.models import User
+from config.logging import build_logging
 from documents.ingestion import IngestionFailed, document_ingest
 from documents.ingestion_progress import ingestion_error
 from documents.models import Chunk, Document
@@ -65,6 +69,25 @@ def test_multi_page_document_becomes_ready_with_its_chunks(uploaded: Any, settin
     assert all(b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
     holder = [c for c in chunks if KNOWN_SENTENCE in c.text]
     assert holder and {c.page_start for c in holder} == {2}
+
+
+def test_the_document_ingested_log_line_carries_the_stage_timings(uploaded: Any, caplog: Any) -> None:
+    """Issue 11: each ingestion records its stage timings on its task row *and in its log line* (the
+    line rendered as production writes it: JSON through the project's formatter)."""
+    caplog.set_level(logging.INFO, logger="documents.ingestion")
+    document = uploaded(make_pdf(known_pages()))
+    ingest(document)
+    [record] = [r for r in caplog.records if r.name == "documents.ingestion" and r.getMessage() == "document_ingested"]
+    structured = build_logging("json", "INFO")["formatters"]["structured"]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=structured["processors"], foreign_pre_chain=structured["foreign_pre_chain"]
+    )
+    line = json.loads(formatter.format(record))
+    task = Task.objects.get(pk=Document.objects.get(pk=document.pk).task_id)
+    assert line["event"] == "document_ingested" and line["document_id"] == str(document.pk)
+    assert set(line["timings"]) == {"extract", "ocr", "chunk", "embed", "store", "index"}
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in line["timings"].values())
+    assert line["timings"]["extract"] > 0 and line["timings"] == task.timings
 
 
 @pytest.mark.parametrize("extractor", ["pypdf", "pypdfium2"])
