@@ -1,4 +1,5 @@
-"""External services some tests need, one pytest marker each: ``redis``, ``chromium``, ``docker_compose``.
+"""External services some tests need, one pytest marker each: ``redis``, ``chromium``, ``docker_compose``,
+``tesseract``.
 
 A test carrying a marker runs when the service is there. When it is not, the test is skipped with a
 reason on a developer's machine, and FAILS when ``CI=true`` (design.md, "Contracts"): CI provides
@@ -9,6 +10,8 @@ every service (``.ci/run``), so a missing one is a broken CI, not a reason to pa
   ``redis-server`` binary, from which the session starts a private server on a free port.
 * ``chromium``: Debian's ``chromium`` (or ``chromium-browser``) and the ``playwright`` package.
 * ``docker_compose``: ``docker compose`` (v2 plugin) or the standalone ``docker-compose``.
+* ``tesseract``: the ``tesseract`` binary with the language packs the OCR tests read
+  (:data:`TESSERACT_LANGUAGES`; Debian's ``tesseract-ocr-<language>``).
 """
 
 from __future__ import annotations
@@ -90,16 +93,43 @@ def chromium_missing() -> str | None:
     return None
 
 
+TESSERACT_LANGUAGES = ("eng", "deu", "fas", "ara")  # what tests/documents/test_ocr.py reads with Tesseract
+
+
+def tesseract_languages() -> set[str]:
+    """The language packs ``tesseract --list-langs`` names (empty without the binary)."""
+    if not shutil.which("tesseract"):
+        return set()
+    try:
+        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.strip() for line in listed.splitlines()[1:] if line.strip()}
+
+
+def tesseract_missing() -> str | None:
+    if not shutil.which("tesseract"):
+        return "tesseract not available: install Debian's tesseract-ocr and its language packs"
+    absent = [language for language in TESSERACT_LANGUAGES if language not in tesseract_languages()]
+    if absent:
+        packages = " ".join(f"tesseract-ocr-{language}" for language in absent)
+        return f"tesseract is missing the language packs {', '.join(absent)} (apt install {packages})"
+    return None
+
+
 SERVICES: dict[str, Callable[[], str | None]] = {
     "redis": redis_missing,
     "chromium": chromium_missing,
     "docker_compose": compose_missing,
+    "tesseract": tesseract_missing,
 }
 
 MARKERS = {
     "redis": "needs Redis (REDIS_URL or a redis-server binary): skipped with a reason locally, fails under CI=true",
     "chromium": "needs Debian's chromium and playwright: skipped with a reason locally, fails under CI=true",
     "docker_compose": "needs docker compose / docker-compose: skipped with a reason locally, fails under CI=true",
+    "tesseract": f"needs tesseract with the {'/'.join(TESSERACT_LANGUAGES)} packs: skipped with a reason locally, "
+    "fails under CI=true",
 }
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 PERSIAN_SENTENCE = "کتابخانه مرکزی دانشگاه تهران هر روز از ساعت هشت صبح باز است."
 PERSIAN_SECOND = "دانشجویان می‌توانند کتاب‌های فارسی و عربی را امانت بگیرند."
+ARABIC_SENTENCE = "تفتح المكتبة المركزية في الجامعة أبوابها كل يوم من الساعة الثامنة صباحا."
 
 # Committee minutes with one fact on page 2 among filler: what the cross-process, end-to-end and browser
 # tests upload, search for and ask about.
@@ -47,12 +48,13 @@ def make_pdf(pages: list[str], *, font_size: int = 11) -> bytes:
     return bytes(pdf.output())
 
 
-def make_persian_pdf(paragraphs: list[str]) -> bytes:
-    """A right-to-left PDF: shaped Persian text (HarfBuzz through fpdf2), one page per paragraph."""
+def make_persian_pdf(paragraphs: list[str], *, language: str = "fas") -> bytes:
+    """A right-to-left PDF: shaped Persian (or, ``language="ara"``, Arabic) text (HarfBuzz through fpdf2),
+    one page per paragraph."""
     pdf = FPDF()
     pdf.add_font("Amiri", fname=arabic_font())
     pdf.set_font("Amiri", size=13)
-    pdf.set_text_shaping(use_shaping_engine=True, direction="rtl", script="arab", language="fas")
+    pdf.set_text_shaping(use_shaping_engine=True, direction="rtl", script="arab", language=language)
     for text in paragraphs:
         pdf.add_page()
         pdf.multi_cell(0, 9, text, align="R")

@@ -1,13 +1,17 @@
 """OCR engines: line grouping and the confidence threshold, and which engine reads which language.
 
 rapidocr-onnxruntime (the default, in the requirements) reads English; Tesseract, where the host has
-it with its language packs, reads German and Persian (skipped, with the reason, where it is missing).
+it with its language packs, reads German, Persian and Arabic (the ``tesseract`` service marker of
+tests/services.py: skipped with the reason where it is missing, a failure under ``CI=true``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +19,10 @@ import pytest
 from documents.ocr import OcrLine, group_lines, keep_confident, parse_tesseract_tsv
 from documents.reader import OcrUnavailableError, ReaderConfig, read_pages
 from tests.documents import hostile
-from tests.documents.pdfs import PERSIAN_SENTENCE, make_persian_pdf
+from tests.documents.pdfs import ARABIC_SENTENCE, PERSIAN_SENTENCE, make_persian_pdf
+from tests.services import TESSERACT_LANGUAGES, tesseract_missing
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def tesseract_languages() -> set[str]:
-    if not shutil.which("tesseract"):
-        return set()
-    listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, check=False).stdout
-    return {line.strip() for line in listed.splitlines()[1:]}
-
-
-def need_tesseract(language: str) -> None:
-    if language not in tesseract_languages():
-        pytest.skip(f"Tesseract with the {language!r} pack is not installed (apt install tesseract-ocr-{language})")
 
 
 def test_boxes_on_one_line_are_joined_left_to_right_and_lines_top_to_bottom() -> None:
@@ -72,8 +65,8 @@ def test_an_engine_that_is_not_installed_is_a_typed_failure() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.tesseract
 def test_tesseract_reads_german_with_its_umlauts() -> None:
-    need_tesseract("deu")
     data = hostile.ccitt_scan([["Herzliche Grüße aus München.", "Die Straße ist gesperrt."]])
     pages = read_pages(data, config=ReaderConfig(ocr_engine="tesseract", ocr_languages="deu"))
     assert "Grüße" in pages[0].text and "München" in pages[0].text
@@ -81,13 +74,24 @@ def test_tesseract_reads_german_with_its_umlauts() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.tesseract
 def test_tesseract_reads_a_persian_scan() -> None:
-    need_tesseract("fas")
     data = hostile.scanned_copy(make_persian_pdf([PERSIAN_SENTENCE]), dpi=250)
     pages = read_pages(data, config=ReaderConfig(ocr_engine="tesseract", ocr_languages="fas", ocr_dpi=250))
     words = PERSIAN_SENTENCE.rstrip(".").split()
     found = [word for word in words if word in pages[0].text]
     assert len(found) >= len(words) * 0.6, (pages[0].text, found)
+
+
+@pytest.mark.slow
+@pytest.mark.tesseract
+def test_tesseract_reads_an_arabic_scan() -> None:
+    data = hostile.scanned_copy(make_persian_pdf([ARABIC_SENTENCE], language="ara"), dpi=250)
+    pages = read_pages(data, config=ReaderConfig(ocr_engine="tesseract", ocr_languages="ara", ocr_dpi=250))
+    words = ARABIC_SENTENCE.rstrip(".").split()
+    found = [word for word in words if word in pages[0].text]
+    assert len(found) >= len(words) * 0.6, (pages[0].text, found)
+    assert pages[0].source == "ocr" and pages[0].confidence > 0.6
 
 
 def test_system_check_refuses_an_unknown_engine_and_warns_about_a_missing_one(settings: Any) -> None:
@@ -100,3 +104,26 @@ def test_system_check_refuses_an_unknown_engine_and_warns_about_a_missing_one(se
     settings.OCR_ENGINE = "tesseract"
     expected = [] if shutil.which("tesseract") else ["documents.W001"]
     assert [m.id for m in ocr_settings_check()] == expected
+
+
+def test_the_tesseract_tests_fail_under_ci_where_tesseract_is_missing(tmp_path: Path) -> None:
+    """They carry the ``tesseract`` service marker: no silent skip in CI (issue 17)."""
+    env = {**os.environ, "CI": "true", "PATH": str(tmp_path)}  # no tesseract on it
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "tesseract_reads"],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "3 errors" in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
+    assert done.stdout.count("CI=true and a service this test needs is missing. tesseract not available") >= 3
+
+
+def test_a_tesseract_without_a_language_pack_the_tests_read_is_missing(tmp_path: Path, monkeypatch: Any) -> None:
+    fake = tmp_path / "tesseract"
+    fake.write_text("#!/bin/sh\nprintf 'List of available languages in \"/x/\" (3):\\neng\\ndeu\\nosd\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert set(TESSERACT_LANGUAGES) == {"eng", "deu", "fas", "ara"}
+    assert tesseract_missing() == (
+        "tesseract is missing the language packs fas, ara (apt install tesseract-ocr-fas tesseract-ocr-ara)"
+    )

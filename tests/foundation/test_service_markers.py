@@ -1,4 +1,5 @@
-"""The service markers (``redis``, ``chromium``, ``docker_compose``): skip with a reason, FAIL under CI=true.
+"""The service markers (``redis``, ``chromium``, ``docker_compose``, ``tesseract``): skip with a reason,
+FAIL under CI=true.
 
 Run through a real pytest in a child process, with a PATH on which no service can be found, on a
 throwaway test file that uses the suite's own hook (``tests.services.check_markers``).
@@ -29,6 +30,10 @@ def test_needs_chromium():
 
 @pytest.mark.docker_compose
 def test_needs_compose():
+    pass
+
+@pytest.mark.tesseract
+def test_needs_tesseract():
     pass
 
 def test_needs_nothing():
@@ -66,29 +71,30 @@ def run_pytest(tmp_path: Path, *, ci: str | None) -> subprocess.CompletedProcess
 def test_a_missing_service_is_a_skip_with_its_reason_on_a_developer_machine(tmp_path: Path) -> None:
     result = run_pytest(tmp_path, ci=None)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed, 3 skipped" in result.stdout, result.stdout
+    assert "1 passed, 4 skipped" in result.stdout, result.stdout
     # -rs prints each reason
     assert "Redis not available" in result.stdout
     assert "chromium not available" in result.stdout
     assert "docker compose not available" in result.stdout
+    assert "tesseract not available" in result.stdout
 
 
 @pytest.mark.parametrize("ci", ["true", "1"])
 def test_a_missing_service_fails_the_run_under_ci(tmp_path: Path, ci: str) -> None:
     result = run_pytest(tmp_path, ci=ci)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 passed, 3 errors" in result.stdout, result.stdout  # fails at set-up, before the test body
-    assert result.stdout.count("CI=true and a service this test needs is missing") >= 3, result.stdout
+    assert "1 passed, 4 errors" in result.stdout, result.stdout  # fails at set-up, before the test body
+    assert result.stdout.count("CI=true and a service this test needs is missing") >= 4, result.stdout
 
 
 def test_ci_false_is_not_ci(tmp_path: Path) -> None:
-    assert "1 passed, 3 skipped" in run_pytest(tmp_path, ci="false").stdout
+    assert "1 passed, 4 skipped" in run_pytest(tmp_path, ci="false").stdout
 
 
 def test_every_service_has_a_registered_marker() -> None:
     from tests.services import SERVICES
 
-    assert set(MARKERS) == set(SERVICES) == {"redis", "chromium", "docker_compose"}
+    assert set(MARKERS) == set(SERVICES) == {"redis", "chromium", "docker_compose", "tesseract"}
     registered = {line.split(":")[0] for line in settings_markers()}
     assert set(SERVICES) <= registered
 
