@@ -34,11 +34,6 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.slug
 
-    def setting(self, key: str, default: Any = None) -> Any:
-        """A tenant setting, falling back to ``default``."""
-        value = (self.settings or {}).get(key)
-        return default if value is None else value
-
 
 class TenantOwnedQuerySet(models.QuerySet):
     """QuerySet of tenant data that fails closed: ``for_tenant(None)`` is empty, never "all"."""

@@ -68,3 +68,9 @@ def test_quotas_and_sign_up_are_read_through_it(settings: Any) -> None:
     assert (tenant_quota_limit(tenant), user_quota_limit(tenant)) == (500, 100)  # unusable value: the default
     assert tenant_signup_allowed(tenant=tenant) is True
     assert tenant_quota_limit(tenant_with(daily_token_quota=-3)) == 0
+
+
+def test_the_tenant_model_has_no_second_reader_of_its_settings() -> None:
+    """Issue 10: one reader. ``Tenant.setting(key)`` read the stored value without the deployment's
+    defaults or the checks above (a quota stored as text came back as text): it is gone."""
+    assert not hasattr(Tenant, "setting")
