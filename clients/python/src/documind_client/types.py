@@ -46,7 +46,10 @@ class SearchHit(TypedDict, total=False):
     page_start: int
     page_end: int
     text: str
+    source: str  # "text" (the PDF's text layer) or "ocr" (recognised from a scan)
+    ocr_confidence: float | None  # the OCR engine's confidence for "ocr" text, else None
     score: float
+    retrievers: list[str]
 
 
 class Citation(TypedDict, total=False):
@@ -57,6 +60,8 @@ class Citation(TypedDict, total=False):
     page_start: int
     page_end: int
     snippet: str
+    source: str  # "text" or "ocr"
+    ocr_confidence: float | None
 
 
 class ChatSession(TypedDict, total=False):
