@@ -156,13 +156,16 @@ class AccessSession:
     user: User
     token_version: int
     family: str
+    expires_at: float = 0.0  # the token's ``exp`` (seconds since the epoch): a socket opened with it ends then
 
 
 def access_session(raw: str) -> AccessSession:
     """The session of a valid, unrevoked access token; raises :class:`TokenRefused`."""
     payload = _decode(raw, "access")
     user = _user_for(payload)
-    return AccessSession(user=user, token_version=int(payload["tv"]), family=str(payload["fam"]))
+    return AccessSession(
+        user=user, token_version=int(payload["tv"]), family=str(payload["fam"]), expires_at=float(payload["exp"])
+    )
 
 
 def access_session_problem(*, user_id: Any, token_version: int, family: str) -> str | None:

@@ -3,10 +3,12 @@
 :class:`AuthenticatedSocket` is the base of :class:`chat.consumers.ChatConsumer`. It authenticates in
 ``connect()`` before serving (an access token in ``?token=``, an API key offered as the subprotocol
 ``apikey.<key>``, or a bare connection whose first frame is ``{"type": "auth", "api_key": ...}``
-within ``CHAT_SOCKET_AUTH_SECONDS``), re-checks the token or key before every frame, and closes with
+within ``CHAT_SOCKET_AUTH_SECONDS``), re-checks the session or key before every frame, and closes with
 4401 (missing, bad, expired or revoked) or 4403 (inactive user or tenant). Revoking a user's tokens or
 an API key closes their open sockets at once (``auth.revoked`` to the user's group: a key's sockets
-are its service account's), and a key's socket closes when the key expires. The protocol itself is
+are its service account's), and a socket closes with 4401 when the access token it opened with, or
+its key, expires: a stolen token does not outlive its lifetime on a socket, and clients reconnect
+with a fresh token (an answer keeps generating; ``chat.resume`` picks it up). The protocol itself is
 described in :mod:`chat.consumers`.
 
 Where things run: the methods are coroutines on the event loop; each database check runs on a chat
@@ -20,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import session_from_access_token
@@ -83,7 +85,7 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
     api_key: Any = None  # the integrations.APIKey when a key authenticated the socket
     awaiting_auth = False  # a bare connection waiting for its first-frame ``auth``
     auth_timer: asyncio.Task[None] | None = None
-    expiry_timer: asyncio.Task[None] | None = None  # closes a key socket when its key expires
+    expiry_timer: asyncio.Task[None] | None = None  # closes the socket when its token or key expires
     closed_for: int | None = None  # the close code once the server closed this socket
 
     async def _start(self, user: Any) -> None:
@@ -111,6 +113,7 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
             else:
                 self.session = await db.run(session_from_access_token, raw=token or "")
                 user = self.session.user
+                self._close_at(self.session.expires_at)
         except AuthenticationFailed as exc:
             # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
             reason = _auth_code(exc)
@@ -156,8 +159,12 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
         """Act as ``key``; a key with an expiry closes its socket (4401) when it passes."""
         self.api_key = key
         if key.expires_at is not None:
-            seconds = max(0.0, (key.expires_at - timezone.now()).total_seconds())
-            self.expiry_timer = asyncio.get_running_loop().create_task(self._expire_after(seconds))
+            self._close_at(key.expires_at.timestamp())
+
+    def _close_at(self, epoch_seconds: float) -> None:
+        """Close with 4401 at ``epoch_seconds`` (the token's or the key's expiry)."""
+        seconds = max(0.0, epoch_seconds - time.time())
+        self.expiry_timer = asyncio.get_running_loop().create_task(self._expire_after(seconds))
 
     async def _expire_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

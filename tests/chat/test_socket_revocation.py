@@ -56,3 +56,20 @@ async def test_logging_out_one_sign_in_closes_only_its_sockets(sockets: Any, use
     assert await mine.closed_with(timeout=10) == 4401
     await other.send({"type": "ping"})
     assert (await other.recv())["type"] == "pong"
+
+
+async def test_a_socket_closes_when_the_access_token_it_opened_with_expires(sockets: Any, user: User) -> None:
+    """Attack: open a socket with a stolen access token just before it expires and keep it: the socket
+    ends with the token (4401), without any frame; the client reconnects with a fresh one."""
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken((await sync_to_async(tokens_for_user)(user))["access"])
+    token.set_exp(lifetime=timedelta(seconds=2))
+    socket = sockets(token=str(token))
+    ok, _ = await socket.connect()
+    assert ok
+    await socket.send({"type": "ping"})
+    assert (await socket.recv())["type"] == "pong"
+    assert await socket.closed_with(timeout=10) == 4401

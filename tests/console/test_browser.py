@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.authentication import tokens_for_user
 from accounts.models import User
@@ -389,6 +389,52 @@ def test_a_cut_socket_reconnects_and_resumes_without_losing_or_repeating_text(co
     assert message.status == "completed" and message.content == LONG_REPLY
     assert len(before) < len(LONG_REPLY)
     expect(assistant(page).locator(".content")).to_have_text(LONG_REPLY)
+
+
+def short_lived_access(page: Any, seconds: int) -> list[float]:
+    """Every access token the console receives (sign-in, refresh) lives ``seconds``: the server's real
+    token, re-signed with an earlier expiry, as a shorter ``JWT_ACCESS_MINUTES`` would give. Returns
+    the list of times (``time.monotonic()``) each token was handed out."""
+    issued: list[float] = []
+
+    def shorten(route: Any) -> None:
+        response = route.fetch()
+        data = response.json() if response.ok else None
+        if not data or "access" not in data:
+            route.fulfill(response=response)
+            return
+        token = AccessToken(data["access"])
+        token.set_exp(lifetime=timedelta(seconds=seconds))
+        issued.append(time.monotonic())
+        route.fulfill(response=response, json={**data, "access": str(token)})
+
+    page.route(re.compile(r"/console/auth/(login|verify-code|refresh)$"), shorten)
+    return issued
+
+
+def test_an_access_token_that_expires_mid_answer_is_renewed_without_losing_text(console: Console, user: User) -> None:
+    """The server ends a socket when the access token it opened with expires; before that the console
+    opens a new one with a fresh token and resumes the answer it was streaming."""
+    upload_ready_document(console, user)
+    console.server.fake.reply = LONG_REPLY
+    console.server.fake.token_delay = 0.3  # ~25 s an answer: the 35 s token is renewed mid-answer
+    page = console.new_page()
+    issued = short_lived_access(page, 35)
+    sockets: list[tuple[float, str]] = []
+    page.on("websocket", lambda ws: sockets.append((time.monotonic(), ws.url)))
+    sign_in(page, user)
+    page.goto("/console/chat")
+    expect(page.get_by_label("Question")).to_be_focused()
+    del sockets[:-1]  # the chat page's socket (the documents page had its own)
+    ask(page)
+    page.wait_for_function(STREAMING_TEXT)
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=60_000)
+    message = Message.objects.get(role="assistant", session__user=user)
+    assert message.status == "completed" and message.content == LONG_REPLY
+    expect(assistant(page).locator(".content")).to_have_text(LONG_REPLY)  # nothing lost, nothing twice
+    # renewed before the server would close it: the second socket opened while the first token lived
+    assert len({url for _, url in sockets}) >= 2, sockets
+    assert sockets[0][1] != sockets[1][1] and sockets[1][0] - issued[0] < 30, (issued, sockets)
 
 
 def test_persian_and_arabic_render_right_to_left(console: Console, user: User) -> None:

@@ -35,7 +35,8 @@ export class ApiError extends Error {
   }
 }
 
-function expiryOf(token) {
+/** When a JWT expires (ms since the epoch; 0 when unreadable). */
+export function expiryOf(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     return JSON.parse(atob(part)).exp * 1000;

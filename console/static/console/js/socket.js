@@ -1,6 +1,11 @@
 // The chat WebSocket, reconnected after a drop with a fresh access token. onOpen runs before queued
 // frames are sent (the chat page sends chat.resume there); onEvent gets every server event.
-import { accessToken, refresh } from "./session.js";
+// The server closes a socket (4401) when the access token it was opened with expires: shortly before
+// that, the socket is renewed with a fresh token (frames sent meanwhile wait in the queue), so a
+// question is never sent on a socket about to close; a 4401 close still refreshes and reconnects.
+import { accessToken, expiryOf, refresh } from "./session.js";
+
+const RENEW_BEFORE_MS = 20_000;
 
 export class LiveSocket {
   constructor({ onEvent, onOpen = () => {}, onState = () => {} }) {
@@ -11,6 +16,8 @@ export class LiveSocket {
     this.ws = null;
     this.attempt = 0;
     this.opened = false;
+    this.renewTimer = null;
+    this.lastSent = 0;
     this.connect();
   }
 
@@ -25,6 +32,9 @@ export class LiveSocket {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/ws/chat/?token=${encodeURIComponent(token)}`);
     this.ws = ws;
+    clearTimeout(this.renewTimer);
+    const expires = expiryOf(token);
+    this.renewTimer = setTimeout(() => this.renew(ws, expires), Math.max(0, expires - Date.now() - RENEW_BEFORE_MS));
     ws.addEventListener("open", () => {
       const reconnected = this.opened;
       this.opened = true;
@@ -58,6 +68,19 @@ export class LiveSocket {
     });
   }
 
+  /** Replace ``ws`` (still this socket's) by one opened with a fresh token, before the server closes it. */
+  renew(ws, expires) {
+    if (this.ws !== ws) return;
+    if (Date.now() - this.lastSent < 3000 && expires - Date.now() > 5000) {
+      // a frame just went out (a question whose chat.start is on its way): renew once it has arrived
+      this.renewTimer = setTimeout(() => this.renew(ws, expires), 1000);
+      return;
+    }
+    this.ws = null; // its close event is ignored: this is not a drop
+    ws.close(1000, "renewing the token");
+    this.connect();
+  }
+
   retry() {
     const delay = Math.min(5000, 300 * 2 ** this.attempt);
     this.attempt += 1;
@@ -69,6 +92,7 @@ export class LiveSocket {
   }
 
   send(frame) {
+    this.lastSent = Date.now();
     if (this.isOpen) this.ws.send(JSON.stringify(frame));
     else this.queue.push(frame);
   }
