@@ -184,8 +184,11 @@ def asyncapi_document() -> dict[str, Any]:
             "version": settings.APP_VERSION,
             "description": (
                 "Streamed, cited answers and live document status. Authenticate with the access token of "
-                "POST /api/v1/auth/login (or verify-code) in the query string. Close codes: 4401 missing, "
-                "bad or expired token; 4403 inactive user or tenant. Browsers must be on an allowed origin "
+                "POST /api/v1/auth/login (or verify-code) in the query string, or an API key (subprotocol "
+                "apikey.<key>, or a first frame {type: auth, api_key}). Close codes: 4401 missing, bad, "
+                "expired or revoked token or key, also when the token the socket opened with (or the key) "
+                "expires while connected: reconnect with a fresh one and chat.resume; 4403 inactive user or "
+                "tenant. Browsers must be on an allowed origin "
                 "(WEBSOCKET_ALLOWED_ORIGINS); clients that send no Origin header are not checked."
             ),
         },
