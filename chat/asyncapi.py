@@ -77,7 +77,8 @@ CLIENT_MESSAGES: dict[str, dict[str, Any]] = {
     "chat.cancel": _object(
         ["type"],
         {"type": _type("chat.cancel"), "message_id": UUID},
-        "Stop the answer being generated; it is saved as cancelled and ends with chat.end.",
+        "Stop the answer streaming on this connection (asked on it, or resumed on it after a reconnect to any "
+        "server process); it is saved as cancelled with the text said so far and ends with chat.end.",
     ),
     "chat.resume": _object(
         ["type", "message_id"],

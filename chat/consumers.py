@@ -22,8 +22,9 @@ Client → server frames (JSON objects; an optional ``id`` is echoed as ``reply_
     (completed|cancelled|failed), content, citations, usage, model, ttft_ms, total_ms, error?}.
     A failed answer sends an ``error`` event just before its ``chat.end``.
 ``{"type": "chat.cancel", "message_id"?}``
-    Stop the answer being generated on this connection; it is saved as ``cancelled`` and ends with
-    ``chat.end``. Not rate limited.
+    Stop the answer streaming on this connection (asked on it, or resumed on it after a reconnect,
+    whichever server process generates it: :mod:`chat.cancellation`); it is saved as ``cancelled``
+    with the text said so far and ends with ``chat.end``. Not rate limited.
 ``{"type": "chat.resume", "message_id", "offset"?}``
     After a reconnect: re-attach to an answer of yours. The server sends ``chat.start`` with
     ``resumed: true``, one ``chat.token`` with everything after ``offset`` (default 0) said so far,
@@ -65,12 +66,20 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import db, events, generation
+from chat import cancellation, db, events, generation
 from chat.selectors import assistant_message_get
 from chat.services import UNSET
 from chat.socket_auth import AuthenticatedSocket, close_code
 from chat.turns import Turn, prepare_turn
-from config.errors import Conflict, DomainError, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from config.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from config.request_id import new_request_id, reset_request_id, set_request_id
 from health.metrics import record_socket
 from tasks.events import user_group
@@ -237,22 +246,27 @@ class ChatConsumer(AuthenticatedSocket):
             await self.close_for(close_code(turn))
             return
         self.user, self.tenant = turn.user, turn.tenant
+        started = generation.start(turn)
+        stream = started.events(0)  # subscribed now: every token, each as it came
+        await started.joined()  # before the client knows its id: a cancel from any process finds it
         start = turn.start_event()
         if reply_to is not None:
             start["reply_to"] = reply_to
         await self.send_json(start)
-        started = generation.start(turn)
-        self._stream(started.message_id, started.events(0))
+        self._stream(started.message_id, stream)
 
     async def on_chat_cancel(self, frame: dict[str, Any], reply_to: Any) -> None:
-        """Stop the answer being generated on this connection (one generating in this process)."""
+        """Stop the answer streaming on this connection: asked here, or resumed here while another
+        process generates it (the cancel goes to that process; this stream follows it to ``chat.end``)."""
         message_id = frame.get("message_id")
-        if (
-            not self._busy()
-            or (message_id and str(message_id) != self.streaming_id)
-            or not generation.cancel(self.streaming_id)
-        ):
+        if not self._busy() or (message_id and str(message_id) != self.streaming_id):
             raise NotFound("No answer is being generated on this connection.", code="no_active_answer")
+        assert self.streaming_id is not None
+        if not generation.cancel(self.streaming_id):
+            try:
+                await cancellation.send_cancel([self.streaming_id])
+            except Exception as exc:
+                raise ServiceUnavailable("The cancel could not be sent; retry soon.") from exc
 
     async def on_chat_resume(self, frame: dict[str, Any], reply_to: Any) -> None:
         """Re-attach to an answer after a reconnect, from ``offset`` (the user was refreshed by the check)."""

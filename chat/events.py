@@ -9,11 +9,14 @@ client and an SSE client (the same events with ids) see the same shapes::
     chat.end    {message_id, session_id, status, content, citations, usage, model, ttft_ms, total_ms, error?}
     error       {error: {type, message, details, request_id}}   (the API's error envelope)
 
-Pure functions: no database, no event loop.
+Pure functions: no database, no event loop; and :class:`Subscription`, a subscriber's queue of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from typing import Any, Literal, NotRequired, TypedDict
 
 from chat.models import ChatSession, Message
@@ -158,3 +161,31 @@ def final_events_of(message: Message) -> list[ChatEvent]:
             error=message.error or None,
         )
     )
+
+
+class Subscription(asyncio.Queue[ChatEvent]):
+    """A subscriber's queue of events that knows how long the one just taken waited in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_times: deque[float] = deque()
+        self.waited = 0.0  # seconds the last event taken spent in the queue
+
+    def _put(self, item: ChatEvent) -> None:
+        self.put_times.append(time.monotonic())
+        super()._put(item)
+
+    def _get(self) -> ChatEvent:
+        self.waited = time.monotonic() - self.put_times.popleft()
+        return super()._get()
+
+    def take_tokens(self, token: ChatTokenEvent) -> tuple[ChatTokenEvent, ChatEvent | None]:
+        """``token`` with the text of the tokens queued right after it (one ``chat.token`` from ``token``'s
+        offset), and the first other event taken meanwhile (None if none)."""
+        deltas = [token["delta"]]
+        while not self.empty():
+            event = self.get_nowait()
+            if event["type"] != "chat.token":
+                return {**token, "delta": "".join(deltas)}, event
+            deltas.append(event["delta"])
+        return {**token, "delta": "".join(deltas)}, None

@@ -9,15 +9,17 @@ Public API (call from async code on the server's event loop)::
         ...
     async for event in observe(message, offset)       # resume an answer by id from any process
         ...
-    cancel(message_id) -> bool                # stop an answer generating in this process
+    await generation.joined()                 # before publishing its id: a cancel from anywhere finds it
+    cancel(message_id) -> bool                # stop an answer generating in this process (any thread)
+    cancel_anywhere(message_ids)              # a request's thread: here, else through the channel layer
     await complete(turn)                      # REST without streaming: run it to the end here
 
 Events are built by :mod:`chat.events` (``chat.token`` {delta, offset}, then at most one ``error``
 and exactly one ``chat.end``); the caller sends ``chat.start`` itself (``turn.start_event()``, or
 :func:`chat.events.chat_start` for a resumed answer) before iterating. Iterating with an offset first
 replays what was said after it, which is how a reconnecting client resumes; a client that goes away
-only stops iterating: the generation runs on and is saved. Only :func:`cancel` (or the server
-shutting down) stops it.
+only stops iterating: the generation runs on and is saved. Only a cancel (or the server shutting
+down) stops it.
 
 Where things run: a generation is an asyncio task on the event loop that started it (not tied to a
 socket); its provider stream, the subscribers' queues, :func:`observe` and the saver are on that loop.
@@ -31,22 +33,28 @@ what was said as ``cancelled``; a provider failure saves it as ``failed`` with t
 Resume decisions (:func:`observe`): an answer generating in this process is followed live; any other
 is followed through the database (polled every ``RESUME_POLL_SECONDS``), and one whose row has not
 changed for ``CHAT_STALE_STREAM_SECONDS`` while no process of ours generates it here is marked
-``interrupted`` (failed) and ends. :func:`cancel` reaches only this process's generations.
+``interrupted`` (failed) and ends.
+
+Cancel: :func:`cancel` stops a generation of this process; :func:`cancel_anywhere` also reaches one in
+another web process: every event loop that generates answers listens for cancels on the channel layer
+(:mod:`chat.cancellation`), and the process that runs the answer turns the message into the same
+:meth:`Generation.cancel`, which saves what was said as ``cancelled`` wherever the cancel came from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from chat import db, events, saver
+from chat import cancellation, db, events, saver
 from chat.llm import Delta, Usage
 from chat.models import Message
 from chat.prompting import citations_for, text_for
@@ -60,34 +68,6 @@ logger = logging.getLogger(__name__)
 
 RESUME_POLL_SECONDS = 0.25
 COALESCE_AFTER_SECONDS = 0.05  # a subscriber this far behind gets the tokens waiting for it in one event
-
-
-class Subscription(asyncio.Queue[events.ChatEvent]):
-    """A subscriber's queue of events that knows how long the one just taken waited in it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.put_times: deque[float] = deque()
-        self.waited = 0.0  # seconds the last event taken spent in the queue
-
-    def _put(self, item: events.ChatEvent) -> None:
-        self.put_times.append(time.monotonic())
-        super()._put(item)
-
-    def _get(self) -> events.ChatEvent:
-        self.waited = time.monotonic() - self.put_times.popleft()
-        return super()._get()
-
-    def take_tokens(self, token: events.ChatTokenEvent) -> tuple[events.ChatTokenEvent, events.ChatEvent | None]:
-        """``token`` with the text of the tokens queued right after it (one ``chat.token`` from ``token``'s
-        offset), and the first other event taken meanwhile (None if none)."""
-        deltas = [token["delta"]]
-        while not self.empty():
-            event = self.get_nowait()
-            if event["type"] != "chat.token":
-                return {**token, "delta": "".join(deltas)}, event
-            deltas.append(event["delta"])
-        return {**token, "delta": "".join(deltas)}, None
 
 
 _active: dict[str, Generation] = {}
@@ -109,10 +89,11 @@ class Generation:
         self.parts: list[str] = []
         self.length = 0
         self.status = Message.Status.STREAMING
-        self.subscribers: set[Subscription] = set()
+        self.subscribers: set[events.Subscription] = set()
         self.final_events: list[events.ChatEvent] = []
         self.done = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it streams on
         self.ttft_ms: int | None = None
         self.error: DomainError | None = None
         self._cancel_requested = False
@@ -127,9 +108,9 @@ class Generation:
             self.parts = ["".join(self.parts)]
         return self.parts[0] if self.parts else ""
 
-    def subscribe(self, offset: int = 0) -> Subscription:
+    def subscribe(self, offset: int = 0) -> events.Subscription:
         """A queue that first gets what was said after ``offset``, then everything live."""
-        queue = Subscription()
+        queue = events.Subscription()
         offset = max(0, min(int(offset), self.length))
         if offset < self.length:
             queue.put_nowait(events.chat_token(message_id=self.message_id, delta=self.content[offset:], offset=offset))
@@ -139,17 +120,20 @@ class Generation:
             self.subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: Subscription) -> None:
+    def unsubscribe(self, queue: events.Subscription) -> None:
         self.subscribers.discard(queue)
 
-    async def events(self, offset: int = 0) -> AsyncGenerator[events.ChatEvent, None]:
-        """What was said after ``offset``, then the live events, up to and including ``chat.end``.
+    def events(self, offset: int = 0) -> AsyncGenerator[events.ChatEvent, None]:
+        """What was said after ``offset``, then the live events, up to and including ``chat.end``
+        (subscribed at once: nothing said between this call and the first iteration is lost).
 
         One ``chat.token`` per model chunk while the subscriber keeps up; one that fell behind (its next
         token waited ``COALESCE_AFTER_SECONDS`` or more: the event loop is saturated) gets every token
         waiting for it as one ``chat.token`` (the first one's offset), so its sends shrink as the load grows.
         """
-        queue = self.subscribe(offset)
+        return self._events(self.subscribe(offset))
+
+    async def _events(self, queue: events.Subscription) -> AsyncGenerator[events.ChatEvent, None]:
         try:
             pending: events.ChatEvent | None = None
             while True:
@@ -167,7 +151,18 @@ class Generation:
             queue.put_nowait(event)
 
     def cancel(self) -> None:
-        """Stop generating; what was said is saved as ``cancelled``."""
+        """Stop generating; what was said is saved as ``cancelled``. Safe from any thread (a REST view's)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if self.loop is not None and here is not self.loop:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: the answer is over anyway
+                self.loop.call_soon_threadsafe(self._cancel)
+            return
+        self._cancel()
+
+    def _cancel(self) -> None:
         if self.done.is_set() or self._cancel_requested:
             return
         self._cancel_requested = True
@@ -175,6 +170,10 @@ class Generation:
         # until it has started, the flag alone stops it.
         if self.task is not None and self._started:
             self.task.cancel()
+
+    async def joined(self) -> None:
+        """Return once a cancel sent from any process reaches it (at once, but for the loop's first answer)."""
+        await cancellation.listen(cancel)
 
     # --- the stream --------------------------------------------------------------------------
     def _append(self, text: str) -> None:
@@ -287,12 +286,17 @@ class Generation:
 # --- the public API ----------------------------------------------------------------------------
 
 
-def start(turn: Turn) -> Generation:
-    """Start streaming ``turn``'s answer in the background; it runs to the end whoever listens."""
-    generation = Generation(turn)
+def _register(generation: Generation, task: asyncio.Task[Any] | None) -> None:
+    generation.loop, generation.task = asyncio.get_running_loop(), task
     _active[generation.message_id] = generation
+
+
+def start(turn: Turn) -> Generation:
+    """Start streaming ``turn``'s answer in the background; it runs to the end whoever listens.
+    Await :meth:`Generation.joined` before publishing its id (``chat.start``)."""
+    generation = Generation(turn)
     task = asyncio.get_running_loop().create_task(generation.run(), name=f"chat-answer-{generation.message_id}")
-    generation.task = task
+    _register(generation, task)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return generation
@@ -301,8 +305,8 @@ def start(turn: Turn) -> Generation:
 async def complete(turn: Turn) -> Generation:
     """Generate ``turn``'s answer to the end in the calling task (REST without streaming)."""
     generation = Generation(turn, run_db=db.run_here)
-    _active[generation.message_id] = generation
-    generation.task = asyncio.current_task()
+    _register(generation, asyncio.current_task())
+    await generation.joined()
     await generation.run()
     return generation
 
@@ -313,7 +317,7 @@ def active_generation(message_id: Any) -> Generation | None:
 
 
 def cancel(message_id: Any) -> bool:
-    """Stop answer ``message_id`` if it generates in this process; whether it did."""
+    """Stop answer ``message_id`` if it generates in this process; whether it did (from any thread)."""
     generation = active_generation(message_id)
     if generation is None or generation.done.is_set():
         return False
@@ -321,14 +325,12 @@ def cancel(message_id: Any) -> bool:
     return True
 
 
-def cancel_session_generations(session_id: Any) -> int:
-    """Cancel this process's generations in a session (before deleting it)."""
-    cancelled = 0
-    for generation in list(_active.values()):
-        if str(generation.turn.session.pk) == str(session_id):
-            generation.cancel()
-            cancelled += 1
-    return cancelled
+def cancel_anywhere(message_ids: Iterable[Any]) -> None:
+    """From a request's thread: stop each answer here, or send its cancel to the process generating it
+    (:func:`chat.cancellation.send_cancel`, on the server's loop). Raises the layer's error when it cannot send."""
+    elsewhere = [str(message_id) for message_id in message_ids if not cancel(message_id)]
+    if elsewhere:
+        async_to_sync(cancellation.send_cancel)(elsewhere)
 
 
 async def observe(message: Message, offset: int = 0) -> AsyncGenerator[events.ChatEvent, None]:

@@ -55,6 +55,15 @@ def assistant_message_get(*, tenant: Tenant, user: Any, message_id: Any) -> Mess
     return message
 
 
+def streaming_answer_ids(*, session: ChatSession) -> list[uuid.UUID]:
+    """The ids of ``session``'s answers still ``streaming`` (generating in some process, or left so by one that stopped)."""
+    return list(
+        message_list(session=session)
+        .filter(role=Message.Role.ASSISTANT, status=Message.Status.STREAMING)
+        .values_list("pk", flat=True)
+    )
+
+
 def session_history(*, session: ChatSession, limit: int = 20) -> list[dict[str, str]]:
     """The last ``limit`` completed question/answer messages, oldest first, as prompt turns."""
     rows = list(

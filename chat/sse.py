@@ -11,7 +11,7 @@ offset}``, at most one ``error``, one ``chat.end``, each written as ``event: <ty
 The generation is started on the server's event loop before the response streams (asgiref's
 ``async_to_sync`` from the view's thread runs on the outer loop), so it is not tied to the response:
 a dropped connection only ends that response's iteration; the answer runs on and is saved; only
-``POST .../messages/{id}/cancel`` stops it. Needs an ASGI server (daphne), as the socket does.
+``POST .../messages/{id}/cancel`` stops it, sent to any web process (:mod:`chat.cancellation`). Needs an ASGI server (daphne), as the socket does.
 Comments (``: keep-alive``) go out every ``SSE_KEEPALIVE_SECONDS`` so proxies keep a quiet stream open.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -128,18 +128,21 @@ async def _encode(start: dict[str, Any], stream: AsyncIterator[Any], *, length: 
         yield format_event(event, length=length)
 
 
-async def _start(turn: Turn) -> chat_generation.Generation:
-    return chat_generation.start(turn)
+async def _start(turn: Turn) -> AsyncGenerator[events.ChatEvent, None]:
+    generation = chat_generation.start(turn)
+    stream = generation.events(0)  # subscribed on the loop, from its first token
+    await generation.joined()  # before the client knows its id: a cancel from any process finds it
+    return stream
 
 
-def start_on_server_loop(turn: Turn) -> chat_generation.Generation:
-    """From the view's thread: start the generation as a task on the server's event loop."""
+def start_on_server_loop(turn: Turn) -> AsyncGenerator[events.ChatEvent, None]:
+    """From the view's thread: start the generation as a task on the server's event loop; its events."""
     return async_to_sync(_start)(turn)
 
 
-def stream_new(generation: chat_generation.Generation, turn: Turn) -> AsyncIterator[bytes]:
+def stream_new(stream: AsyncGenerator[events.ChatEvent, None], turn: Turn) -> AsyncIterator[bytes]:
     """A new answer's events: ``chat.start``, then everything up to ``chat.end``."""
-    return _encode(dict(turn.start_event()), generation.events(0))
+    return _encode(dict(turn.start_event()), stream)
 
 
 def stream_resumed(message: Message, offset: int) -> AsyncIterator[bytes]:
