@@ -1,4 +1,5 @@
-"""The end-to-end walk shared by both modes: sign in, upload, status to ready, search, ask, cancel, resume.
+"""The end-to-end walk shared by both modes: sign in, upload, status to ready, search, ask, cancel (also
+through another web process), resume.
 
 Each step takes the web(s) to talk to, so the distributed test can upload through one daphne and
 listen on another. The fake OpenAI server (tests/fake_openai.py) is the model; its recorded requests
@@ -131,6 +132,33 @@ def cancel_one(api: Api, socket: Socket, fake: FakeOpenAI) -> None:
     assert LONG_ANSWER.startswith(end["content"])
     saved = message_of(api, start["session_id"], message_id)
     assert saved["status"] == "cancelled" and saved["content"] == end["content"], saved
+
+
+def start_slow_answer(socket: Socket, fake: FakeOpenAI) -> tuple[Event, str]:
+    """Ask on ``socket`` for a slowly streamed answer: its ``chat.start`` and first token's text."""
+    fake.reply = LONG_ANSWER
+    fake.token_delay = 0.1
+    socket.send({"type": "chat.message", "content": MINUTES_QUESTION})
+    start = socket.wait_for(lambda e: e["type"] == "chat.start", timeout=30, what="chat.start")
+    first = socket.wait_for(lambda e: e["type"] == "chat.token" and e["message_id"] == start["message_id"], timeout=30)
+    return start, first["delta"]
+
+
+def cancel_through(other: Api, socket: Socket, fake: FakeOpenAI) -> None:
+    """Ask on ``socket``'s web, cancel over REST through ``other`` (another web process): 202, the answer
+    ends ``cancelled`` on the socket with part of its text, saved so; a second cancel is 409."""
+    start, said = start_slow_answer(socket, fake)
+    cancel = f"/api/v1/chat/sessions/{start['session_id']}/messages/{start['message_id']}/cancel"
+    response = other.post(cancel)
+    assert response.status_code == 202, response.text
+    events = socket.answer(start["message_id"], timeout=30)
+    end = events[-1]
+    assert end["status"] == "cancelled", events
+    assert end["content"] == said + streamed_text(events) and 0 < len(end["content"]) < len(LONG_ANSWER)
+    saved = message_of(other, start["session_id"], start["message_id"])
+    assert saved["status"] == "cancelled" and saved["content"] == end["content"], saved
+    again = other.post(cancel)
+    assert again.status_code == 409 and again.json()["error"]["type"] == "answer_finished", again.text
 
 
 def message_of(api: Api, session_id: str, message_id: str) -> dict[str, Any]:

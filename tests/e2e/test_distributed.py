@@ -6,7 +6,8 @@ machine's shared Redis is never touched), web A and web B (daphne) and two prefo
 ``REDIS_URL`` (broker, channel layer, cache). The module shares one stack; its tests run in order:
 
 1. the walk of the embedded test, across webs: a socket on web A receives the ``document.status``
-   events of an upload made through web B; search; a streamed cited answer; cancel; resume;
+   events of an upload made through web B; search; a streamed cited answer; cancel; resume; an
+   answer generating on web A cancelled through web B (REST, a reconnected socket, a session deletion);
 2. a worker's pool process SIGKILLed mid-ingest: the task is redelivered and the document ends
    ready with exactly the chunks of an undisturbed run (no duplicates);
 3. rate limits and sign-in code attempts are counted across both webs;
@@ -168,6 +169,40 @@ def test_cancel_on_web_a_and_resume_on_web_b(dist: Distributed, fake: FakeOpenAI
         flow.cancel_one(dist.api_b, socket, fake)
     # asked on A, the socket drops, resumed on B while A still generates: followed through the database
     flow.resume_one(dist.api_b, dist.socket(dist.a), lambda: dist.socket(dist.b), fake)
+
+
+def ended_cancelled(dist: Distributed, socket: Socket, start: Any, said: str) -> str:
+    """The rest of the answer on ``socket``: it ends ``cancelled`` with part of the text, saved so."""
+    events = socket.answer(start["message_id"], timeout=30)
+    end = events[-1]
+    assert end["status"] == "cancelled", events
+    assert end["content"] == said + streamed_text(events) and 0 < len(end["content"]) < len(flow.LONG_ANSWER)
+    row = dist.sql("SELECT status, content FROM chat_message WHERE id = %s", start["message_id"])
+    assert row == [("cancelled", end["content"])], row
+    return end["content"]
+
+
+def test_an_answer_generating_on_web_a_is_cancelled_through_web_b(dist: Distributed, fake: FakeOpenAI) -> None:
+    """The REST cancel, a socket's ``chat.cancel`` after a reconnect, and a session's deletion, each sent to
+    web B, stop an answer web A generates (through the Redis channel layer)."""
+    api_b = dist.api(dist.b)
+    with dist.socket(dist.a) as socket:
+        flow.cancel_through(api_b, socket, fake)
+
+        start, said = flow.start_slow_answer(socket, fake)
+        with dist.socket(dist.b) as other:  # a reconnect that landed on web B
+            other.send({"type": "chat.resume", "message_id": start["message_id"]})
+            other.wait_for(lambda e: e["type"] == "chat.start", timeout=30, what="chat.start")
+            other.send({"type": "chat.cancel", "message_id": start["message_id"]})
+            followed = other.answer(start["message_id"], timeout=30)
+        content = ended_cancelled(dist, socket, start, said)
+        assert followed[-1]["status"] == "cancelled" and followed[-1]["content"] == content, followed
+
+        start, _ = flow.start_slow_answer(socket, fake)
+        deleted = api_b.http.delete(f"/api/v1/chat/sessions/{start['session_id']}/", headers=api_b.headers())
+        assert deleted.status_code == 204, deleted.text
+        assert socket.answer(start["message_id"], timeout=30)[-1]["status"] == "cancelled"
+    assert dist.a.log.read_text().count("chat_cancel_received") >= 3  # each came through the channel layer
 
 
 # --- 2. a pool process SIGKILLed mid-ingest ---------------------------------------------------------

@@ -4,7 +4,8 @@ The test session's embedded PostgreSQL, the filesystem broker, the PostgreSQL ch
 database cache; no Redis anywhere. A daphne and a prefork Celery worker run as separate OS
 processes; the test signs in with an e-mailed code over HTTP, uploads a PDF, follows its
 ``document.status`` events on the chat socket (worker → PostgreSQL channel layer → daphne → socket),
-searches, asks and receives a streamed cited answer, cancels one answer and resumes another.
+searches, asks and receives a streamed cited answer, cancels one answer (and another through a
+second daphne: the PostgreSQL channel layer carries the cancel) and resumes another.
 """
 
 from __future__ import annotations
@@ -99,6 +100,20 @@ def test_cancel_an_answer(stack: tuple[Stack, Path], walk: flow.Walk, fake: Fake
     assert walk.document_id, "needs the document of the test before"
     with socket_for(running, walk) as socket:
         flow.cancel_one(walk.api, socket, fake)
+
+
+def test_cancel_through_another_web_process(stack: tuple[Stack, Path], walk: flow.Walk, fake: FakeOpenAI) -> None:
+    """A second daphne on the same database: an answer generating on the first is cancelled by a request
+    to the second, through the PostgreSQL channel layer."""
+    running, _ = stack
+    assert walk.document_id, "needs the document of the test before"
+    other = running.add_web("webB")
+    api_b = Api(other.base, TENANT, token=walk.api.token)
+    try:
+        with socket_for(running, walk) as socket:
+            flow.cancel_through(api_b, socket, fake)
+    finally:
+        api_b.close()
 
 
 def test_resume_an_answer_after_the_socket_dropped(
