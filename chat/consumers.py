@@ -46,11 +46,13 @@ subprotocols ``["documind", "apikey.<key>"]`` (``Sec-WebSocket-Protocol``; the s
 ``documind``, never echoing the key), or connect bare and send ``{"type": "auth", "api_key": "<key>"}``
 as the first frame within ``CHAT_SOCKET_AUTH_SECONDS`` (answered by ``{"type": "auth.ok"}``). A key
 needs the ``chat`` scope for ``chat.*`` frames (else an ``insufficient_scope`` error event); a key
-revoked or expired while connected closes the socket with 4401 at its next frame.
+revoked while connected closes the socket with 4401 at once (and at its next frame, if that message
+was lost), and so does its expiry.
 
-Close codes: 4401 missing, bad, expired or revoked token or key (checked before every frame; a
-password change, deactivation, role change, logout or logout-all closes open sockets at once);
-4403 inactive user or tenant.
+Close codes: 4401 missing, bad, expired or revoked token or key (the session or key is checked before
+every frame; a password change, deactivation, role change, logout or logout-all closes open sockets
+at once; the socket also closes when the access token it opened with, or its key, expires: reconnect
+with a fresh one and ``chat.resume``); 4403 inactive user or tenant.
 """
 
 from __future__ import annotations

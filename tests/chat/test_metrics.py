@@ -100,6 +100,9 @@ def test_every_series_after_real_work(
     settings.OPENAI_MAX_RETRIES = 1
     session = ChatSession.objects.create(tenant=tenant, user=user)
     openai_chat.set_fault("server_error", endpoint="chat", times=1)
+    # tokens a few ms apart: a rate needs streaming time, which whole milliseconds round to 0 when the
+    # fake model sends every token at once (the tokens/s series then stays empty, as it should)
+    openai_chat.token_delay = 0.005
     answered = api.post(f"{SESSIONS}{session.pk}/messages/", {"content": "What is known?"}, format="json")
     assert answered.status_code == 201, answered.content
     assert answered.json()["completion_tokens"] > 1
