@@ -156,7 +156,7 @@ class AccessSession:
     user: User
     token_version: int
     family: str
-    expires_at: float = 0.0  # the token's ``exp`` (seconds since the epoch): a socket opened with it ends then
+    expires_at: float  # the token's ``exp`` (seconds since the epoch): a socket opened with it ends then
 
 
 def access_session(raw: str) -> AccessSession:

@@ -22,8 +22,9 @@ embedded default, Redis in the distributed mode.
   a short-lived loop (``asyncio.run``, a test's) cancels it when it closes.
 * A cancel reaches every web process (a handful); a process that stopped leaves its channel in the
   group, as a socket's stays in its user's group, and what is sent there expires unread (60 s).
-* :func:`listen` waits at most ``JOIN_TIMEOUT_SECONDS``: a layer that is down does not hold up answers
-  (their cancels then reach only their own process; logged as ``chat_cancel_join_failed``).
+* :func:`listen` waits at most ``JOIN_TIMEOUT_SECONDS``, and after a failed join not at all for
+  ``JOIN_RETRY_SECONDS``: a layer that is down does not hold up answers (their cancels then reach only
+  their own process; logged as ``chat_cancel_join_failed``).
 * A ``group_send`` is fire and forget: nobody answers it. The sender has checked the row is still
   ``streaming``; if the answer ends first, the cancel finds nothing to stop and it ends as it did.
   An answer whose process died is generated nowhere: the REST cancel then marks it ``interrupted``
@@ -48,6 +49,7 @@ CANCEL = "chat.cancel"
 JOIN_TIMEOUT_SECONDS = 2.0
 REJOIN_SECONDS = 3600.0
 RECEIVE_RETRY_SECONDS = 1.0
+JOIN_RETRY_SECONDS = 30.0
 
 
 class _Listener:
@@ -59,6 +61,7 @@ class _Listener:
         self.channel: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.joined_at: float | None = None  # time.monotonic() of the last group_add
+        self.retry_after = 0.0  # after a failed join, answers do not wait for another before this
         self.lock = asyncio.Lock()
 
     def fresh(self) -> bool:
@@ -110,9 +113,13 @@ async def listen(on_cancel: Callable[[str], bool]) -> None:
         listener = _listeners.get(loop)
         if listener is None or listener.layer is not layer:  # a new layer (tests override CHANNEL_LAYERS)
             listener = _listeners[loop] = _Listener(layer, on_cancel)
-        if not listener.fresh():
-            async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
-                await listener.join()
+        if not listener.fresh() and time.monotonic() >= listener.retry_after:
+            try:
+                async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
+                    await listener.join()
+            except Exception:
+                listener.retry_after = time.monotonic() + JOIN_RETRY_SECONDS
+                raise
     except Exception:
         logger.warning("chat_cancel_join_failed", exc_info=True)
 

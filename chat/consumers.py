@@ -118,9 +118,8 @@ class ChatConsumer(AuthenticatedSocket):
         record_socket(delta=1)  # an authenticated socket (token or key); disconnect() takes it off
 
     async def disconnect(self, code: int) -> None:
-        """Leave the group; an answer being generated carries on and is saved."""
-        if self.auth_timer is not None:
-            self.auth_timer.cancel()
+        """Leave the group; an answer being generated carries on and is saved (the socket's timers end
+        with it: :meth:`chat.socket_auth.AuthenticatedSocket.__call__`)."""
         if self.user is None:
             return
         record_socket(delta=-1)

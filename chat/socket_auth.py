@@ -109,11 +109,10 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
                 key = await db.run(api_key_verify, raw=raw_key)
                 user = key.user
                 user.tenant = key.tenant
-                self._serve_key(key)
+                self.api_key = key
             else:
                 self.session = await db.run(session_from_access_token, raw=token or "")
                 user = self.session.user
-                self._close_at(self.session.expires_at)
         except AuthenticationFailed as exc:
             # Accept, then close: a close before the handshake completes reaches browsers as a bare 403.
             reason = _auth_code(exc)
@@ -125,6 +124,7 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
             return
         await self._start(user)
         await self.accept(subprotocol=subprotocol)
+        self._close_at_expiry()
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(settings.CHAT_SOCKET_AUTH_SECONDS)
@@ -151,32 +151,34 @@ class AuthenticatedSocket(AsyncJsonWebsocketConsumer):
             return
         user = key.user
         user.tenant = key.tenant
-        self._serve_key(key)
+        self.api_key = key
         await self._start(user)
         await self.send_json({"type": "auth.ok", "scopes": list(key.scopes)})
+        self._close_at_expiry()
 
-    def _serve_key(self, key: Any) -> None:
-        """Act as ``key``; a key with an expiry closes its socket (4401) when it passes."""
-        self.api_key = key
-        if key.expires_at is not None:
-            self._close_at(key.expires_at.timestamp())
-
-    def _close_at(self, epoch_seconds: float) -> None:
-        """Close with 4401 at ``epoch_seconds`` (the token's or the key's expiry)."""
-        seconds = max(0.0, epoch_seconds - time.time())
-        self.expiry_timer = asyncio.get_running_loop().create_task(self._expire_after(seconds))
+    def _close_at_expiry(self) -> None:
+        """Once serving: close with 4401 when the access token the socket opened with, or its key, expires."""
+        if self.api_key is not None:
+            expires = self.api_key.expires_at.timestamp() if self.api_key.expires_at is not None else None
+        else:
+            expires = self.session.expires_at
+        if expires is not None:
+            delay = max(0.0, expires - time.time())
+            self.expiry_timer = asyncio.get_running_loop().create_task(self._expire_after(delay))
 
     async def _expire_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         if not self.closed_for:
             await self.close_for(CLOSE_UNAUTHENTICATED)
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """Stop this socket's timers, then disconnect as usual."""
-        for timer in (self.auth_timer, self.expiry_timer):
-            if timer is not None:
-                timer.cancel()
-        await super().websocket_disconnect(message)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve the socket; however it ends (a disconnect, an error in a handler), its timers end too."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for timer in (self.auth_timer, self.expiry_timer):
+                if timer is not None:
+                    timer.cancel()
 
     def check_scope(self, frame_type: str) -> None:
         """For key sockets: the ``chat`` scope for chat frames (an ``insufficient_scope`` error event)."""

@@ -203,3 +203,35 @@ async def test_a_socket_cancel_after_resuming_reaches_the_other_process(
         assert (end["status"], end["content"]) == ("cancelled", "So far")
     finally:
         await socket.comm.disconnect()
+
+
+async def test_a_hung_channel_layer_holds_up_one_answer_at_most_then_none_for_a_while() -> None:
+    """A layer that accepts connections but never answers (a wedged Redis): the first answer waits the
+    join's timeout; the answers after it do not wait again until the retry interval has passed."""
+    import socket
+    import time
+
+    from django.test import override_settings
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes connections; nothing ever reads or answers them
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{hung.getsockname()[1]}/0"]},
+        }
+    }
+    try:
+        with override_settings(CHANNEL_LAYERS=layers):
+            channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+            waits = []
+            for _ in range(3):
+                started = time.monotonic()
+                await cancellation.listen(lambda message_id: False)
+                waits.append(time.monotonic() - started)
+    finally:
+        channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+        hung.close()
+    assert cancellation.JOIN_TIMEOUT_SECONDS - 0.5 <= waits[0] <= cancellation.JOIN_TIMEOUT_SECONDS + 1, waits
+    assert max(waits[1:]) < 0.2, waits

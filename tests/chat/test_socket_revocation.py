@@ -7,6 +7,7 @@ message was lost.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -73,3 +74,21 @@ async def test_a_socket_closes_when_the_access_token_it_opened_with_expires(sock
     await socket.send({"type": "ping"})
     assert (await socket.recv())["type"] == "pong"
     assert await socket.closed_with(timeout=10) == 4401
+
+
+def _expiry_timers() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__name__", "") == "_expire_after" and not t.done()]
+
+
+async def test_a_socket_that_ends_leaves_no_expiry_timer_behind(sockets: Any, user: User) -> None:
+    """Each socket waits for its token's expiry; when it ends first, so does the wait (one per socket
+    would otherwise live for the token's lifetime, or a key's)."""
+    before = len(_expiry_timers())
+    socket, _ = await open_socket(sockets, user)
+    assert len(_expiry_timers()) == before + 1
+    await socket.comm.disconnect()
+    for _ in range(50):
+        if len(_expiry_timers()) == before:
+            break
+        await asyncio.sleep(0.02)
+    assert len(_expiry_timers()) == before

@@ -293,6 +293,7 @@ const socket = new LiveSocket({
   onState: (state) => {
     if (state === "closed" && streaming) setStatus("Connection lost: reconnecting…");
   },
+  busy: () => Boolean(streaming && !streaming.messageId),
 });
 
 form.addEventListener("submit", (event) => {

@@ -1,15 +1,17 @@
 // The chat WebSocket, reconnected after a drop with a fresh access token. onOpen runs before queued
 // frames are sent (the chat page sends chat.resume there); onEvent gets every server event.
 // The server closes a socket (4401) when the access token it was opened with expires: shortly before
-// that, the socket is renewed with a fresh token (frames sent meanwhile wait in the queue), so a
-// question is never sent on a socket about to close; a 4401 close still refreshes and reconnects.
+// that, the socket is renewed with a fresh token (frames sent meanwhile wait in the queue; not while
+// busy(), a question waiting for its chat.start, which the old socket would drop), so a question is
+// never sent on a socket about to close; a 4401 close still refreshes and reconnects.
 import { accessToken, expiryOf, refresh } from "./session.js";
 
 const RENEW_BEFORE_MS = 20_000;
 
 export class LiveSocket {
-  constructor({ onEvent, onOpen = () => {}, onState = () => {} }) {
+  constructor({ onEvent, onOpen = () => {}, onState = () => {}, busy = () => false }) {
     this.onEvent = onEvent;
+    this.busy = busy; // true while a frame awaits its answer's first event: no renewal then
     this.onOpen = onOpen;
     this.onState = onState;
     this.queue = [];
@@ -17,7 +19,6 @@ export class LiveSocket {
     this.attempt = 0;
     this.opened = false;
     this.renewTimer = null;
-    this.lastSent = 0;
     this.connect();
   }
 
@@ -34,7 +35,9 @@ export class LiveSocket {
     this.ws = ws;
     clearTimeout(this.renewTimer);
     const expires = expiryOf(token);
-    this.renewTimer = setTimeout(() => this.renew(ws, expires), Math.max(0, expires - Date.now() - RENEW_BEFORE_MS));
+    if (expires) {
+      this.renewTimer = setTimeout(() => this.renew(ws, expires), Math.max(0, expires - Date.now() - RENEW_BEFORE_MS));
+    }
     ws.addEventListener("open", () => {
       const reconnected = this.opened;
       this.opened = true;
@@ -71,9 +74,9 @@ export class LiveSocket {
   /** Replace ``ws`` (still this socket's) by one opened with a fresh token, before the server closes it. */
   renew(ws, expires) {
     if (this.ws !== ws) return;
-    if (Date.now() - this.lastSent < 3000 && expires - Date.now() > 5000) {
-      // a frame just went out (a question whose chat.start is on its way): renew once it has arrived
-      this.renewTimer = setTimeout(() => this.renew(ws, expires), 1000);
+    if (this.busy() && expires - Date.now() > 5000) {
+      // a question's chat.start is on its way, and the old socket would drop it: renew once it is here
+      this.renewTimer = setTimeout(() => this.renew(ws, expires), 500);
       return;
     }
     this.ws = null; // its close event is ignored: this is not a drop
@@ -92,7 +95,6 @@ export class LiveSocket {
   }
 
   send(frame) {
-    this.lastSent = Date.now();
     if (this.isOpen) this.ws.send(JSON.stringify(frame));
     else this.queue.push(frame);
   }
