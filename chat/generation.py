@@ -52,15 +52,14 @@ from contextlib import aclosing
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 
 from chat import cancellation, db, events, saver
 from chat.llm import Delta, Usage
 from chat.models import Message
 from chat.prompting import citations_for, text_for
-from chat.services import message_mark_interrupted
+from chat.services import message_mark_interrupted, message_stream_stale
 from chat.turns import Turn
-from config.errors import DomainError, UpstreamError
+from config.errors import Conflict, DomainError, ServiceUnavailable, UpstreamError
 from documents.tokenizer import count_tokens
 from health.metrics import record_chat_answer
 
@@ -333,6 +332,29 @@ def cancel_anywhere(message_ids: Iterable[Any]) -> None:
         async_to_sync(cancellation.send_cancel)(elsewhere)
 
 
+def answer_cancel(message: Message) -> None:
+    """From a request's thread: stop answer ``message`` wherever it generates (:func:`cancel_anywhere`).
+
+    Raises ``Conflict`` (``answer_finished``) when it has ended, or its process stopped (then it is
+    marked ``interrupted``, as a resume would), and ``ServiceUnavailable`` when the cancel cannot be sent."""
+    if cancel(message.pk):
+        return
+    if message_mark_interrupted(message_id=message.pk):  # stale: nobody generates it any more
+        message.refresh_from_db(fields=["status"])
+    else:
+        message.refresh_from_db(fields=["status", "updated_at"])
+    if message.status != Message.Status.STREAMING:
+        raise Conflict(
+            f"The answer already ended ({message.status}).",
+            code="answer_finished",
+            details={"message_id": str(message.pk), "status": message.status},
+        )
+    try:
+        cancel_anywhere([message.pk])
+    except Exception as exc:
+        raise ServiceUnavailable("The cancel could not be sent; retry soon.") from exc
+
+
 async def observe(message: Message, offset: int = 0) -> AsyncGenerator[events.ChatEvent, None]:
     """Every event of answer ``message`` after ``offset`` characters, up to its ``chat.end``.
 
@@ -363,8 +385,7 @@ async def _follow_saved(message: Message, offset: int) -> AsyncGenerator[events.
             for event in events.final_events_of(message):
                 yield event
             return
-        stale = (time.time() - message.updated_at.timestamp()) > settings.CHAT_STALE_STREAM_SECONDS
-        if stale and active_generation(message.pk) is None:
+        if message_stream_stale(message) and active_generation(message.pk) is None:
             await db.run(message_mark_interrupted, message_id=message.pk)
         else:
             await asyncio.sleep(RESUME_POLL_SECONDS)

@@ -294,9 +294,17 @@ def message_finish(
             webhook_emit(tenant=message.tenant, event_type=WEBHOOK_EVENT, data=chat_message_webhook_data(message))
 
 
+def message_stream_stale(message: Message) -> bool:
+    """Whether a ``streaming`` answer has gone unsaved for ``CHAT_STALE_STREAM_SECONDS``: the process that
+    generated it stopped (a live one saves every ``CHAT_SAVE_INTERVAL_MS``)."""
+    return (timezone.now() - message.updated_at).total_seconds() > settings.CHAT_STALE_STREAM_SECONDS
+
+
 def message_mark_interrupted(*, message_id: uuid.UUID) -> int:
-    """Fail an answer left ``streaming`` by a process that stopped (keeps what was saved)."""
-    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+    """Fail an answer left ``streaming`` by a process that stopped (keeps what was saved). Only a stale
+    row (:func:`message_stream_stale`): a save that came in meanwhile keeps it streaming."""
+    stale_before = timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
+    return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, updated_at__lt=stale_before).update(
         status=Message.Status.FAILED,
         error={"type": "interrupted", "message": "The server stopped while this answer was being generated."},
         updated_at=timezone.now(),

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -34,11 +32,10 @@ from chat.services import (
     chat_session_create,
     chat_session_delete,
     chat_session_update,
-    message_mark_interrupted,
 )
 from chat.sse import EVENT_STREAM, EventStreamRenderer, wants_event_stream
 from chat.turns import prepare_turn
-from config.errors import Conflict, NotFound, ServiceUnavailable
+from config.errors import NotFound
 from tenants.scoping import TenantScopedViewSet, request_tenant
 
 logger = logging.getLogger(__name__)
@@ -209,20 +206,5 @@ class ChatSessionViewSet(TenantScopedViewSet):
     def message_cancel(self, request: Request, pk: str | None = None, message_id: str | None = None) -> Response:
         """Here, or through the channel layer to the process generating it (:mod:`chat.cancellation`)."""
         message = self._answer(request, message_id)
-        if not chat_generation.cancel(message.pk):
-            message.refresh_from_db(fields=["status", "updated_at"])
-            stale = time.time() - message.updated_at.timestamp() > settings.CHAT_STALE_STREAM_SECONDS
-            if message.status == Message.Status.STREAMING and stale:  # its process stopped: nobody can cancel it
-                message_mark_interrupted(message_id=message.pk)
-                message.refresh_from_db(fields=["status"])
-            if message.status != Message.Status.STREAMING:
-                raise Conflict(
-                    f"The answer already ended ({message.status}).",
-                    code="answer_finished",
-                    details={"message_id": str(message.pk), "status": message.status},
-                )
-            try:
-                chat_generation.cancel_anywhere([message.pk])
-            except Exception as exc:
-                raise ServiceUnavailable("The cancel could not be sent; retry soon.") from exc
+        chat_generation.answer_cancel(message)
         return Response({"message_id": str(message.pk), "status": "cancelling"}, status=status.HTTP_202_ACCEPTED)

@@ -235,3 +235,17 @@ async def test_a_hung_channel_layer_holds_up_one_answer_at_most_then_none_for_a_
         hung.close()
     assert cancellation.JOIN_TIMEOUT_SECONDS - 0.5 <= waits[0] <= cancellation.JOIN_TIMEOUT_SECONDS + 1, waits
     assert max(waits[1:]) < 0.2, waits
+
+
+def test_only_a_stale_answer_is_marked_interrupted(session: ChatSession, settings: Any) -> None:
+    """The check and the update are one statement: a row saved meanwhile (its process is alive) stays
+    streaming, whatever the caller saw before."""
+    from chat.services import message_mark_interrupted
+
+    settings.CHAT_STALE_STREAM_SECONDS = 30
+    fresh = streaming_answer(session, content="Still going")
+    assert message_mark_interrupted(message_id=fresh.pk) == 0
+    assert Message.objects.get(pk=fresh.pk).status == "streaming"
+    stale = streaming_answer(session, content="Stopped", age_seconds=60)
+    assert message_mark_interrupted(message_id=stale.pk) == 1
+    assert Message.objects.get(pk=stale.pk).status == "failed"
