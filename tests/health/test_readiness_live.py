@@ -132,7 +132,10 @@ def test_readiness_is_steady_while_many_answers_stream_on_the_embedded_layer(
 
     make_ready_document(tenant=user.tenant, owner=user, pages=HANDBOOK)
     fake_openai_server.reset()
-    fake_openai_server.token_delay = 0.1  # seconds an answer: the probes run while all of them stream
+    # Long answers, slowly: they still stream when the probes end, however slow the machine (a loaded
+    # CI run took seconds for the 20); then the rest comes at once.
+    fake_openai_server.reply = "Every employee receives twenty-five days [1]. " + " ".join(["More."] * 300)
+    fake_openai_server.token_delay = 0.1
     env = build_subprocess_env(LOG_LEVEL="WARNING", CHAT_PROVIDER="openai", **fake_openai_server.process_env())
     env.pop("REDIS_URL", None)
     token = tokens_for_user(user)["access"]
@@ -164,6 +167,7 @@ def test_readiness_is_steady_while_many_answers_stream_on_the_embedded_layer(
                 response = httpx.get(f"{base}/api/v1/health/ready", timeout=10)
                 answers.append((response.status_code, response.json()["checks"]["channel_layer"]))
             ended_during_probes = len(ends)
+            fake_openai_server.token_delay = 0
             for thread in askers:
                 thread.join(timeout=120)
     finally:
