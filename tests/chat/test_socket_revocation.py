@@ -67,13 +67,13 @@ async def test_a_socket_closes_when_the_access_token_it_opened_with_expires(sock
     from rest_framework_simplejwt.tokens import AccessToken
 
     token = AccessToken((await sync_to_async(tokens_for_user)(user))["access"])
-    token.set_exp(lifetime=timedelta(seconds=2))
+    token.set_exp(lifetime=timedelta(seconds=5))
     socket = sockets(token=str(token))
     ok, _ = await socket.connect()
     assert ok
     await socket.send({"type": "ping"})
     assert (await socket.recv())["type"] == "pong"
-    assert await socket.closed_with(timeout=10) == 4401
+    assert await socket.closed_with(timeout=15) == 4401
 
 
 def _expiry_timers() -> list[asyncio.Task[Any]]:
